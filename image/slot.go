@@ -1,0 +1,105 @@
+package image
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem/squashfs"
+)
+
+// ErrNotSquashfs is returned for bytes that are not a squashfs image.
+var ErrNotSquashfs = errors.New("not a squashfs slot image")
+
+// Info describes a slot image.
+type Info struct {
+	// Size is the length of the image in bytes (the squashfs bytes_used,
+	// rounded up to 4 KiB as mksquashfs pads it).
+	Size        int64  `json:"size"`
+	Compression string `json:"compression"`
+	Version     string `json:"version,omitempty"`
+}
+
+const superblockSize = 96
+
+var compressions = map[uint16]string{1: "gzip", 2: "lzma", 3: "lzo", 4: "xz", 5: "lz4", 6: "zstd"}
+
+// Probe reads the squashfs superblock at off in r.
+func Probe(r io.ReaderAt, off int64) (Info, error) {
+	sb := make([]byte, superblockSize)
+	if _, err := r.ReadAt(sb, off); err != nil {
+		return Info{}, fmt.Errorf("%w: read superblock: %v", ErrNotSquashfs, err)
+	}
+	if string(sb[0:4]) != "hsqs" {
+		return Info{}, fmt.Errorf("%w: bad magic %q", ErrNotSquashfs, sb[0:4])
+	}
+	if major := binary.LittleEndian.Uint16(sb[28:]); major != 4 {
+		return Info{}, fmt.Errorf("%w: squashfs version %d, want 4", ErrNotSquashfs, major)
+	}
+	used := int64(binary.LittleEndian.Uint64(sb[40:]))
+	comp, ok := compressions[binary.LittleEndian.Uint16(sb[20:])]
+	if !ok {
+		comp = fmt.Sprintf("unknown(%d)", binary.LittleEndian.Uint16(sb[20:]))
+	}
+	return Info{Size: (used + 4095) / 4096 * 4096, Compression: comp}, nil
+}
+
+// Open opens a slot image: a raw squashfs file, or a build output directory
+// holding slot.img. It checks the image and returns its size and version.
+func Open(path string) (*os.File, Info, error) {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		path = filepath.Join(path, "slot.img")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, Info{}, fmt.Errorf("open image: %w", err)
+	}
+	info, err := Probe(f, 0)
+	if err != nil {
+		f.Close()
+		return nil, Info{}, fmt.Errorf("%s: %w", path, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, Info{}, err
+	}
+	if info.Size > fi.Size() {
+		info.Size = fi.Size()
+	}
+	if info.Compression == "zstd" {
+		f.Close()
+		return nil, Info{}, fmt.Errorf("%s: %w: zstd squashfs cannot be read by GRUB 2.06; build with xz or gzip", path, ErrNotSquashfs)
+	}
+	info.Version, _ = ReadVersion(f, 0, info.Size)
+	return f, info, nil
+}
+
+// ReadFile reads one file from the squashfs image at [off, off+size) of r.
+func ReadFile(r *os.File, off, size int64, name string) ([]byte, error) {
+	fs, err := squashfs.Read(file.New(r, true), size, off, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read squashfs: %w", err)
+	}
+	// go-diskfs wants paths relative to the root.
+	fh, err := fs.OpenFile(strings.TrimPrefix(name, "/"), os.O_RDONLY)
+	if err != nil {
+		return nil, fmt.Errorf("open %s in image: %w", name, err)
+	}
+	defer fh.Close()
+	return io.ReadAll(fh)
+}
+
+// ReadVersion returns /etc/twinroot/version of the image at off in r.
+func ReadVersion(r *os.File, off, size int64) (string, error) {
+	b, err := ReadFile(r, off, size, "/etc/twinroot/version")
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
