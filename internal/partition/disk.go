@@ -47,8 +47,11 @@ func System() Finder {
 // skipped kernel name prefixes: not disks an installer writes to.
 var notDisks = []string{"loop", "ram", "zram", "sr", "fd", "dm-", "md", "nbd"}
 
-// List returns the whole disks of the system, sorted by name.
-func (f Finder) List() ([]Disk, error) {
+// List returns the whole disks of the system an installer may choose,
+// sorted by name: loop, RAM, optical and virtual devices are left out.
+func (f Finder) List() ([]Disk, error) { return f.list(false) }
+
+func (f Finder) list(all bool) ([]Disk, error) {
 	ents, err := os.ReadDir(f.SysBlock)
 	if err != nil {
 		return nil, fmt.Errorf("list disks: %w", err)
@@ -56,7 +59,7 @@ func (f Finder) List() ([]Disk, error) {
 	var disks []Disk
 	for _, e := range ents {
 		name := e.Name()
-		if hasAnyPrefix(name, notDisks) {
+		if !all && hasAnyPrefix(name, notDisks) {
 			continue
 		}
 		dir := filepath.Join(f.SysBlock, name)
@@ -104,9 +107,10 @@ func (f Finder) Choose(wipeData bool) (Disk, error) {
 	return Disk{}, fmt.Errorf("%w: %s", ErrNoDisk, strings.Join(reasons, "; "))
 }
 
-// Lookup returns the Disk for a device path or kernel name.
+// Lookup returns the Disk for a device path or kernel name; unlike List it
+// finds loop devices too, which a user may name on purpose.
 func (f Finder) Lookup(path string) (Disk, error) {
-	disks, err := f.List()
+	disks, err := f.list(true)
 	if err != nil {
 		return Disk{}, err
 	}
@@ -166,7 +170,7 @@ func (f Finder) mountedDisks() (map[string]bool, error) {
 			devs[fields[2]] = true
 		}
 	}
-	disks, err := f.List()
+	disks, err := f.list(true)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,296 @@
+package install
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/minio/sha256-simd"
+	"golang.org/x/sys/unix"
+
+	"github.com/twinroot/twinroot/image"
+	"github.com/twinroot/twinroot/internal/bootstate"
+	"github.com/twinroot/twinroot/internal/grub"
+	"github.com/twinroot/twinroot/internal/partition"
+)
+
+// Errors callers act on.
+var (
+	ErrDoesNotFit    = errors.New("image does not fit the slot")
+	ErrHashMismatch  = errors.New("image SHA-256 does not match")
+	ErrDiskMissing   = errors.New("disk not found")
+	ErrNotConfirmed  = errors.New("not confirmed")
+	errWriteMismatch = errors.New("slot A read back differs from what was written")
+)
+
+// Options of an install.
+type Options struct {
+	Disk       string // disk image file or block device
+	Image      string // raw squashfs slot image, or a build output directory holding slot.img
+	GrubDir    string // boot.img, core.img, BOOTX64.EFI (see grub.BuildImages)
+	SlotSize   int64  // bytes; default partition.DefaultSlotSize
+	WipeData   bool   // allow overwriting a disk that holds twinroot data
+	Config     string // device.yaml to seed the data partition with; "" for none
+	KernelArgs string // appended to the kernel command line of both slots
+	// ExpectSHA256 is the hex SHA-256 the image must have (from its signed
+	// manifest); "" checks only that slot A reads back as written.
+	ExpectSHA256 string
+	// Finder checks a block device against the boot medium and mounts; nil
+	// uses partition.System().
+	Finder *partition.Finder
+	// Confirm is called with the plan after every check passed and before
+	// anything is written; an error from it aborts the install.
+	Confirm func(Plan) error
+	// Progress is called while slot A is written (bytes done, total).
+	Progress func(done, total int64)
+	Log      *slog.Logger
+}
+
+// Plan is what an install will do, shown before it writes.
+type Plan struct {
+	Disk     string           `json:"disk"`
+	DiskSize int64            `json:"disk_size"`
+	Layout   partition.Layout `json:"layout"`
+	Image    image.Info       `json:"image"`
+	Wipes    bool             `json:"wipes_twinroot_data"`
+}
+
+// Result reports a finished install.
+type Result struct {
+	Plan
+	SHA256   string        `json:"sha256"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// Install runs the checks, then writes the disk.
+func Install(ctx context.Context, o Options) (Result, error) {
+	start := time.Now()
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if o.SlotSize == 0 {
+		o.SlotSize = partition.DefaultSlotSize
+	}
+	img, info, err := image.Open(o.Image)
+	if err != nil {
+		return Result{}, fmt.Errorf("%w; nothing written", err)
+	}
+	defer img.Close()
+	imgs, err := grub.LoadImages(o.GrubDir)
+	if err != nil {
+		return Result{}, err
+	}
+	var cfg []byte
+	if o.Config != "" {
+		if cfg, err = os.ReadFile(o.Config); err != nil {
+			return Result{}, fmt.Errorf("read device config: %w", err)
+		}
+	}
+	grubCfg, err := grub.Config(grub.CfgOptions{KernelArgs: o.KernelArgs})
+	if err != nil {
+		return Result{}, err
+	}
+
+	disk, err := os.OpenFile(o.Disk, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return Result{}, fmt.Errorf("%w: %s (for a disk image, create it first: truncate -s 8G %s)", ErrDiskMissing, o.Disk, o.Disk)
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("open disk: %w", err)
+	}
+	defer disk.Close()
+	plan, err := check(disk, o, info)
+	if err != nil {
+		return Result{}, fmt.Errorf("%w; nothing written", err)
+	}
+	if o.Confirm != nil {
+		if err := o.Confirm(plan); err != nil {
+			return Result{}, fmt.Errorf("%w; nothing written", err)
+		}
+	}
+	l := plan.Layout
+	log.Info("installing", "disk", o.Disk, "image", o.Image, "version", info.Version, "image_bytes", info.Size, "slot_bytes", l.A.Size)
+
+	// The first write makes the old boot environment unreachable: from here
+	// on the disk has no bootable slot until GRUB and the state are written.
+	if err := destroyBoot(disk, l); err != nil {
+		return Result{}, err
+	}
+	if err := partition.Write(disk, l); err != nil {
+		return Result{}, err
+	}
+	sum, err := writeSlot(ctx, disk, l.A, img, info.Size, o.Progress)
+	if err != nil {
+		return Result{}, fmt.Errorf("write slot A: %w", err)
+	}
+	if o.ExpectSHA256 != "" {
+		want, err := hex.DecodeString(o.ExpectSHA256)
+		if err != nil || subtle.ConstantTimeCompare(want, sum) != 1 {
+			return Result{}, fmt.Errorf("%w: image has %x, manifest says %s; slot A is not bootable", ErrHashMismatch, sum, o.ExpectSHA256)
+		}
+	}
+	if err := verifySlot(disk, l.A, info.Size, sum); err != nil {
+		return Result{}, err
+	}
+	log.Info("slot A written and verified", "sha256", hex.EncodeToString(sum))
+	if err := zero(disk, l.B.Start, partition.MiB); err != nil {
+		return Result{}, fmt.Errorf("clear slot B: %w", err)
+	}
+	if err := formatData(ctx, disk, l.Data, cfg); err != nil {
+		return Result{}, err
+	}
+	envFiles, err := grub.InitialEnvFiles(bootstate.Initial().Env())
+	if err != nil {
+		return Result{}, err
+	}
+	files := append([]grub.File{
+		{Path: grub.EFIPath, Data: imgs.EFI},
+		{Path: grub.CfgPath, Data: grubCfg},
+	}, envFiles...)
+	if err := grub.MakeESP(disk, l.ESP.Start, l.ESP.Size, files); err != nil {
+		return Result{}, fmt.Errorf("write ESP: %w", err)
+	}
+	if err := disk.Sync(); err != nil {
+		return Result{}, err
+	}
+	// boot.img last: before it, BIOS finds nothing to boot.
+	if err := grub.InstallBIOS(disk, l.BIOS.Start, l.BIOS.Size, imgs); err != nil {
+		return Result{}, fmt.Errorf("install GRUB for BIOS: %w", err)
+	}
+	if err := disk.Sync(); err != nil {
+		return Result{}, err
+	}
+	log.Info("installed", "disk", o.Disk, "version", info.Version)
+	return Result{Plan: plan, SHA256: hex.EncodeToString(sum), Duration: time.Since(start)}, nil
+}
+
+func check(disk *os.File, o Options, info image.Info) (Plan, error) {
+	size, err := partition.DiskSize(disk)
+	if err != nil {
+		return Plan{}, err
+	}
+	fi, err := disk.Stat()
+	if err != nil {
+		return Plan{}, err
+	}
+	holdsData := partition.HasData(disk)
+	if fi.Mode()&os.ModeDevice != 0 {
+		f := partition.System()
+		if o.Finder != nil {
+			f = *o.Finder
+		}
+		d, err := f.Lookup(o.Disk)
+		if err != nil {
+			return Plan{}, err
+		}
+		if err := f.Check(d, o.WipeData); err != nil {
+			return Plan{}, err
+		}
+	} else if holdsData && !o.WipeData {
+		return Plan{}, fmt.Errorf("%w: %s (use --wipe-data to erase it)", partition.ErrHoldsData, o.Disk)
+	}
+	l, err := partition.Plan(size, o.SlotSize)
+	if err != nil {
+		return Plan{}, fmt.Errorf("%s: %w", o.Disk, err)
+	}
+	if info.Size > l.A.Size {
+		return Plan{}, fmt.Errorf("%w: image is %d bytes (%.1f MiB), slot is %d MiB", ErrDoesNotFit, info.Size, float64(info.Size)/partition.MiB, l.A.Size/partition.MiB)
+	}
+	return Plan{Disk: o.Disk, DiskSize: size, Layout: l, Image: info, Wipes: holdsData}, nil
+}
+
+// destroyBoot clears the MBR boot code and the primary GPT so that no
+// firmware boots an old twinroot half-overwritten by this install.
+func destroyBoot(disk *os.File, l partition.Layout) error {
+	if err := zero(disk, 0, 34*partition.SectorSize); err != nil {
+		return fmt.Errorf("clear old partition table: %w", err)
+	}
+	return disk.Sync()
+}
+
+func zero(w io.WriterAt, off, n int64) error {
+	_, err := w.WriteAt(make([]byte, n), off)
+	return err
+}
+
+const copyBuf = 4 << 20
+
+// writeSlot copies size bytes of img into part while hashing them.
+func writeSlot(ctx context.Context, disk *os.File, part partition.Part, img io.ReaderAt, size int64, progress func(done, total int64)) ([]byte, error) {
+	h := sha256.New()
+	buf := make([]byte, copyBuf)
+	for off := int64(0); off < size; {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		n := min(int64(len(buf)), size-off)
+		if _, err := img.ReadAt(buf[:n], off); err != nil {
+			return nil, fmt.Errorf("read image at %d: %w", off, err)
+		}
+		h.Write(buf[:n])
+		if _, err := disk.WriteAt(buf[:n], part.Start+off); err != nil {
+			return nil, fmt.Errorf("write at %d: %w", off, err)
+		}
+		off += n
+		if progress != nil {
+			progress(off, size)
+		}
+	}
+	if err := disk.Sync(); err != nil {
+		return nil, err
+	}
+	return h.Sum(nil), nil
+}
+
+// verifySlot reads the slot back, bypassing the page cache where the kernel
+// lets us drop it, and compares its hash with what was written.
+func verifySlot(disk *os.File, part partition.Part, size int64, want []byte) error {
+	_ = unix.Fadvise(int(disk.Fd()), part.Start, size, unix.FADV_DONTNEED)
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(disk, part.Start, size)); err != nil {
+		return fmt.Errorf("read back slot A: %w", err)
+	}
+	if got := h.Sum(nil); subtle.ConstantTimeCompare(got, want) != 1 {
+		return fmt.Errorf("%w: wrote %x, read %x", errWriteMismatch, want, got)
+	}
+	return nil
+}
+
+// formatData makes the ext4 data partition with mkfs.ext4 at the
+// partition's offset (no partition device node needed), seeded with the
+// device config.
+func formatData(ctx context.Context, disk *os.File, part partition.Part, cfg []byte) error {
+	seed, err := os.MkdirTemp("", "twinroot-data-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(seed)
+	if cfg != nil {
+		if err := os.MkdirAll(filepath.Join(seed, "twinroot"), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(seed, "twinroot", "device.yaml"), cfg, 0o600); err != nil {
+			return err
+		}
+	}
+	if err := zero(disk, part.Start, partition.MiB); err != nil {
+		return fmt.Errorf("clear data partition: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-L", partition.LabelData,
+		"-E", "offset="+strconv.FormatInt(part.Start, 10)+",root_owner=0:0,nodiscard",
+		"-d", seed, disk.Name(), strconv.FormatInt(part.Size/1024, 10)+"k")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("mkfs.ext4 on the data partition: %v: %s", err, out)
+	}
+	return nil
+}
