@@ -4,43 +4,14 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/twinroot/twinroot/internal/grub"
 	"github.com/twinroot/twinroot/internal/partition"
+	"github.com/twinroot/twinroot/internal/testdisk"
 )
 
-// newDisk makes a partitioned sparse disk whose ESP holds the environment
-// blocks for st.
-func newDisk(t *testing.T, st State) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "disk.img")
-	size := partition.MinDiskSize(partition.MinSlotSize)
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	l, err := partition.Plan(size, partition.MinSlotSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := partition.Write(f, l); err != nil {
-		t.Fatal(err)
-	}
-	files, err := grub.InitialEnvFiles(st.Env())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := grub.MakeESP(f, l.ESP.Start, l.ESP.Size, files); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
+func newDisk(t *testing.T, st State) string { return testdisk.New(t, st.Env()) }
 
 func TestDiskUpdate(t *testing.T) {
 	d, err := OpenDisk(newDisk(t, Initial()))

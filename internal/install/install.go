@@ -2,7 +2,6 @@ package install
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,22 +13,19 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/minio/sha256-simd"
-	"golang.org/x/sys/unix"
-
 	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/grub"
 	"github.com/twinroot/twinroot/internal/partition"
+	"github.com/twinroot/twinroot/internal/stream"
 )
 
 // Errors callers act on.
 var (
-	ErrDoesNotFit    = errors.New("image does not fit the slot")
-	ErrHashMismatch  = errors.New("image SHA-256 does not match")
-	ErrDiskMissing   = errors.New("disk not found")
-	ErrNotConfirmed  = errors.New("not confirmed")
-	errWriteMismatch = errors.New("slot A read back differs from what was written")
+	ErrDoesNotFit   = errors.New("image does not fit the slot")
+	ErrHashMismatch = errors.New("image SHA-256 does not match")
+	ErrDiskMissing  = errors.New("disk not found")
+	ErrNotConfirmed = errors.New("not confirmed")
 )
 
 // Options of an install.
@@ -129,18 +125,17 @@ func Install(ctx context.Context, o Options) (Result, error) {
 	if err := partition.Write(disk, l); err != nil {
 		return Result{}, err
 	}
-	sum, err := writeSlot(ctx, disk, l.A, img, info.Size, o.Progress)
+	sum, err := stream.CopyHashed(ctx, disk, l.A.Start, img, info.Size, o.Progress)
 	if err != nil {
 		return Result{}, fmt.Errorf("write slot A: %w", err)
 	}
 	if o.ExpectSHA256 != "" {
-		want, err := hex.DecodeString(o.ExpectSHA256)
-		if err != nil || subtle.ConstantTimeCompare(want, sum) != 1 {
+		if !stream.Equal(o.ExpectSHA256, sum) {
 			return Result{}, fmt.Errorf("%w: image has %x, manifest says %s; slot A is not bootable", ErrHashMismatch, sum, o.ExpectSHA256)
 		}
 	}
-	if err := verifySlot(disk, l.A, info.Size, sum); err != nil {
-		return Result{}, err
+	if err := stream.Verify(disk, l.A.Start, info.Size, sum); err != nil {
+		return Result{}, fmt.Errorf("slot A: %w", err)
 	}
 	log.Info("slot A written and verified", "sha256", hex.EncodeToString(sum))
 	if err := zero(disk, l.B.Start, partition.MiB); err != nil {
@@ -221,49 +216,6 @@ func destroyBoot(disk *os.File, l partition.Layout) error {
 func zero(w io.WriterAt, off, n int64) error {
 	_, err := w.WriteAt(make([]byte, n), off)
 	return err
-}
-
-const copyBuf = 4 << 20
-
-// writeSlot copies size bytes of img into part while hashing them.
-func writeSlot(ctx context.Context, disk *os.File, part partition.Part, img io.ReaderAt, size int64, progress func(done, total int64)) ([]byte, error) {
-	h := sha256.New()
-	buf := make([]byte, copyBuf)
-	for off := int64(0); off < size; {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		n := min(int64(len(buf)), size-off)
-		if _, err := img.ReadAt(buf[:n], off); err != nil {
-			return nil, fmt.Errorf("read image at %d: %w", off, err)
-		}
-		h.Write(buf[:n])
-		if _, err := disk.WriteAt(buf[:n], part.Start+off); err != nil {
-			return nil, fmt.Errorf("write at %d: %w", off, err)
-		}
-		off += n
-		if progress != nil {
-			progress(off, size)
-		}
-	}
-	if err := disk.Sync(); err != nil {
-		return nil, err
-	}
-	return h.Sum(nil), nil
-}
-
-// verifySlot reads the slot back, bypassing the page cache where the kernel
-// lets us drop it, and compares its hash with what was written.
-func verifySlot(disk *os.File, part partition.Part, size int64, want []byte) error {
-	_ = unix.Fadvise(int(disk.Fd()), part.Start, size, unix.FADV_DONTNEED)
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(disk, part.Start, size)); err != nil {
-		return fmt.Errorf("read back slot A: %w", err)
-	}
-	if got := h.Sum(nil); subtle.ConstantTimeCompare(got, want) != 1 {
-		return fmt.Errorf("%w: wrote %x, read %x", errWriteMismatch, want, got)
-	}
-	return nil
 }
 
 // formatData makes the ext4 data partition with mkfs.ext4 at the
