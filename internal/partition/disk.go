@@ -206,3 +206,27 @@ func hasAnyPrefix(s string, prefixes []string) bool {
 	}
 	return false
 }
+
+// FindTwinroot returns the disk that holds a twinroot layout: the live
+// system's own disk. With several, the first by name.
+func (f Finder) FindTwinroot() (Disk, error) {
+	disks, err := f.list(true)
+	if err != nil {
+		return Disk{}, err
+	}
+	for _, d := range disks {
+		if hasAnyPrefix(d.Name, []string{"ram", "zram", "sr", "fd"}) {
+			continue
+		}
+		fh, err := os.Open(d.Path)
+		if err != nil {
+			continue
+		}
+		ok := HasData(fh)
+		fh.Close()
+		if ok {
+			return d, nil
+		}
+	}
+	return Disk{}, fmt.Errorf("%w: no disk holds a twinroot layout (name one with --disk)", ErrNoDisk)
+}

@@ -124,3 +124,16 @@ func TestCheckExplicit(t *testing.T) {
 		t.Errorf("Lookup(vdc) = %v", err)
 	}
 }
+
+func TestFindTwinroot(t *testing.T) {
+	size := MinDiskSize(64 * MiB)
+	f := fakeSystem(t, []fakeDisk{{name: "vda", size: size}, {name: "vdb", size: size, twinroot: true}}, "")
+	d, err := f.FindTwinroot()
+	if err != nil || d.Name != "vdb" {
+		t.Errorf("FindTwinroot = %+v, %v; want vdb", d, err)
+	}
+	f = fakeSystem(t, []fakeDisk{{name: "vda", size: size}}, "")
+	if _, err := f.FindTwinroot(); !errors.Is(err, ErrNoDisk) {
+		t.Errorf("FindTwinroot without one = %v", err)
+	}
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/twinroot/twinroot/image"
+	"github.com/twinroot/twinroot/internal/bootstate"
+	"github.com/twinroot/twinroot/internal/cli"
+	"github.com/twinroot/twinroot/internal/partition"
+)
+
+type inspectOptions struct {
+	disk string
+	out  cli.Output
+}
+
+func newInspectCmd() *cobra.Command {
+	var o inspectOptions
+	c := &cobra.Command{
+		Use:   "inspect --disk DEVICE|FILE",
+		Short: "Show a twinroot disk's partitions, boot state and slot versions",
+		Example: `  installer inspect --disk disk.img
+  installer inspect --disk /dev/sdb -o json`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return runInspect(o, c.OutOrStdout()) },
+	}
+	c.Flags().StringVar(&o.disk, "disk", "", "disk image file or device (required)")
+	o.out.AddFlags(c.Flags())
+	c.MarkFlagRequired("disk")
+	return c
+}
+
+type inspection struct {
+	Disk   string                 `json:"disk"`
+	Layout partition.Layout       `json:"layout"`
+	State  bootstate.State        `json:"boot_state"`
+	Slots  map[string]*image.Info `json:"slots"`
+}
+
+func runInspect(o inspectOptions, w io.Writer) error {
+	if err := o.out.Validate(); err != nil {
+		return err
+	}
+	f, err := os.Open(o.disk)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	l, err := partition.Read(f)
+	if err != nil {
+		return err
+	}
+	d, err := bootstate.OpenDisk(o.disk)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	st, err := d.Load()
+	if err != nil {
+		return err
+	}
+	in := inspection{Disk: o.disk, Layout: l, State: st, Slots: map[string]*image.Info{}}
+	for _, s := range []partition.Slot{partition.A, partition.B} {
+		p := l.Slot(s)
+		if info, err := image.Probe(f, p.Start); err == nil {
+			info.Version, _ = image.ReadVersion(f, p.Start, min(info.Size, p.Size))
+			in.Slots[string(s)] = &info
+		}
+	}
+	if o.out.JSON() {
+		return cli.WriteJSON(w, in)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "disk\t%s\t%d MiB\n", o.disk, l.DiskSize>>20)
+	for _, p := range l.Parts() {
+		fmt.Fprintf(tw, "%d\t%s\t%d MiB at %d MiB\n", p.Number, p.Label, p.Size>>20, p.Start>>20)
+	}
+	fmt.Fprintf(tw, "committed\tslot %s\n", st.Committed)
+	if st.Trial != "" {
+		fmt.Fprintf(tw, "trial\tslot %s, %d boot(s) left\n", st.Trial, st.Tries)
+	}
+	for _, s := range []string{"a", "b"} {
+		desc := "no image"
+		if i := in.Slots[s]; i != nil {
+			desc = fmt.Sprintf("version %q, %s squashfs, %d bytes", i.Version, i.Compression, i.Size)
+		}
+		fmt.Fprintf(tw, "slot %s\t%s\t%s\n", s, st.Of(partition.Slot(s)), desc)
+	}
+	return tw.Flush()
+}

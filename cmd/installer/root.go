@@ -1,0 +1,31 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/twinroot/twinroot/internal/cli"
+)
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "installer",
+		Short: "Install twinroot onto a disk and inspect twinroot disks",
+		Long: `installer partitions a disk for twinroot (BIOS boot, ESP, slots A and B,
+data), writes the first version to slot A while hashing it, installs GRUB
+for BIOS and UEFI and formats the data partition.
+
+` + cli.ExitCodesHelp,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return cli.UsageError{Err: err} })
+	root.AddCommand(newInstallCmd(), newInspectCmd(), newBuildGrubCmd())
+	return root
+}
+
+func noArgs(c *cobra.Command, args []string) error {
+	if err := cobra.NoArgs(c, args); err != nil {
+		return cli.UsageError{Err: err}
+	}
+	return nil
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/twinroot/twinroot/internal/agent"
+	"github.com/twinroot/twinroot/internal/cli"
+	"github.com/twinroot/twinroot/internal/health"
+)
+
+type bootOptions struct {
+	dev      cli.Device
+	out      cli.Output
+	gate     health.Gate
+	noReboot bool
+	verbose  bool
+}
+
+func newBootCmd() *cobra.Command {
+	var o bootOptions
+	c := &cobra.Command{
+		Use:   "boot",
+		Short: "Every-boot entry point: finish a trial boot (health gate, then commit or mark bad and reboot)",
+		Long: `boot runs at every boot. On a trial boot it runs the health gate: when
+every check passes within the deadline the slot is committed; when one
+fails the slot is marked bad and the machine reboots at once into the
+committed slot. After GRUB fell back from a trial that never came up
+(kernel panic, hang), it records the trial slot as bad.
+
+` + cli.ExitCodesHelp,
+		Example: `  updater boot --health-cmd "systemctl is-system-running --wait" --health-timeout 2m`,
+		Args:    noArgs,
+		RunE:    func(c *cobra.Command, _ []string) error { return runBoot(c, o, c.OutOrStdout()) },
+	}
+	f := c.Flags()
+	o.dev.AddFlags(f)
+	o.out.AddFlags(f)
+	f.StringArrayVar(&o.gate.Commands, "health-cmd", nil, "command that must exit 0 for the trial to pass (repeatable)")
+	f.StringArrayVar(&o.gate.Units, "health-unit", nil, "systemd unit that must be active (repeatable)")
+	f.DurationVar(&o.gate.Deadline, "health-timeout", 2*time.Minute, "deadline for the health gate")
+	f.BoolVar(&o.noReboot, "no-reboot", false, "do not reboot after a failed health gate (exit 4 instead)")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "debug logging")
+	return c
+}
+
+func runBoot(c *cobra.Command, o bootOptions, w io.Writer) error {
+	if err := o.out.Validate(); err != nil {
+		return err
+	}
+	d, running, err := o.dev.Open()
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	b := agent.Boot{Disk: d, Running: running, Gate: o.gate, Log: cli.Logger(os.Stderr, o.verbose)}
+	if !o.noReboot && !o.dev.Offline() {
+		b.Reboot = func() error {
+			fmt.Fprintln(w, "twinroot: rebooting")
+			unix.Sync()
+			return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+		}
+	}
+	r, err := b.Run(c.Context())
+	if o.out.JSON() {
+		cli.WriteJSON(w, r)
+	} else if r.Outcome != "" {
+		fmt.Fprintf(w, "twinroot: %s: %s\n", r.Outcome, r.Message)
+	}
+	return err
+}

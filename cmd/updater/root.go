@@ -1,0 +1,35 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/twinroot/twinroot/internal/cli"
+)
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "updater",
+		Short: "twinroot device agent: A/B updates with trial boots and automatic fallback",
+		Long: `updater keeps a twinroot machine on a signed A/B image.
+
+On the device it runs at every boot (updater boot) to finish a trial boot
+through the health gate, and reports and changes the boot state by hand
+(status, commit, rollback, apply). Every device-side command also acts on a
+disk image file: --disk FILE --running-slot a|b.
+
+` + cli.ExitCodesHelp,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return cli.UsageError{Err: err} })
+	root.AddCommand(newBootCmd(), newStatusCmd(), newCommitCmd(), newRollbackCmd(), newApplyCmd())
+	return root
+}
+
+// exactArgs is cobra.ExactArgs reporting a usage error.
+func noArgs(c *cobra.Command, args []string) error {
+	if err := cobra.NoArgs(c, args); err != nil {
+		return cli.UsageError{Err: err}
+	}
+	return nil
+}

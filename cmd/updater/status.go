@@ -1,0 +1,113 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/twinroot/twinroot/image"
+	"github.com/twinroot/twinroot/internal/bootstate"
+	"github.com/twinroot/twinroot/internal/cli"
+	"github.com/twinroot/twinroot/internal/partition"
+)
+
+type statusOptions struct {
+	dev cli.Device
+	out cli.Output
+}
+
+func newStatusCmd() *cobra.Command {
+	var o statusOptions
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "Show the running, committed and trial slots and each slot's state and version",
+		Example: `  updater status
+  updater status -o json --disk disk.img --running-slot a`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return runStatus(o, c.OutOrStdout()) },
+	}
+	o.dev.AddFlags(c.Flags())
+	o.out.AddFlags(c.Flags())
+	return c
+}
+
+type slotStatus struct {
+	State     bootstate.SlotState `json:"state"`
+	Version   string              `json:"version,omitempty"`
+	Running   bool                `json:"running"`
+	Committed bool                `json:"committed"`
+	Trial     bool                `json:"trial"`
+}
+
+type status struct {
+	Disk      string                `json:"disk"`
+	Running   bootstate.Slot        `json:"running"`
+	Committed bootstate.Slot        `json:"committed"`
+	Trial     bootstate.Slot        `json:"trial,omitempty"`
+	Tries     int                   `json:"trial_boots_left"`
+	Phase     bootstate.Phase       `json:"phase"`
+	Slots     map[string]slotStatus `json:"slots"`
+	NextBoot  bootstate.Slot        `json:"next_boot"`
+}
+
+func runStatus(o statusOptions, w io.Writer) error {
+	if err := o.out.Validate(); err != nil {
+		return err
+	}
+	d, running, err := o.dev.Open()
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	st, err := d.Load()
+	if err != nil {
+		return err
+	}
+	next, _ := st.GrubBoot()
+	s := status{Disk: d.File.Name(), Running: running, Committed: st.Committed, Trial: st.Trial, Tries: st.Tries,
+		Phase: st.Assess(running), Slots: map[string]slotStatus{}, NextBoot: next}
+	for _, slot := range []bootstate.Slot{partition.A, partition.B} {
+		ss := slotStatus{State: st.Of(slot), Running: slot == running, Committed: slot == st.Committed, Trial: slot == st.Trial}
+		if ss.State != bootstate.Empty && ss.State != bootstate.Writing {
+			p := d.Layout.Slot(slot)
+			if info, err := image.Probe(d.File, p.Start); err == nil {
+				ss.Version, _ = image.ReadVersion(d.File, p.Start, min(info.Size, p.Size))
+			}
+		}
+		s.Slots[string(slot)] = ss
+	}
+	if o.out.JSON() {
+		return cli.WriteJSON(w, s)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "disk\t%s\n", s.Disk)
+	fmt.Fprintf(tw, "running\tslot %s\n", s.Running)
+	fmt.Fprintf(tw, "committed\tslot %s\n", s.Committed)
+	if s.Trial != "" {
+		fmt.Fprintf(tw, "trial\tslot %s, %d boot(s) left\n", s.Trial, s.Tries)
+	} else {
+		fmt.Fprintf(tw, "trial\tnone\n")
+	}
+	fmt.Fprintf(tw, "phase\t%s\n", s.Phase)
+	fmt.Fprintf(tw, "next boot\tslot %s\n", s.NextBoot)
+	for _, slot := range []string{"a", "b"} {
+		ss := s.Slots[slot]
+		v := ss.Version
+		if v == "" {
+			v = "-"
+		}
+		var tags []string
+		for _, t := range []struct {
+			on   bool
+			name string
+		}{{ss.Running, "running"}, {ss.Committed, "committed"}, {ss.Trial, "trial"}} {
+			if t.on {
+				tags = append(tags, t.name)
+			}
+		}
+		fmt.Fprintf(tw, "slot %s\t%s\tversion %s\t%v\n", slot, ss.State, v, tags)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,144 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/pflag"
+	"golang.org/x/term"
+
+	"github.com/twinroot/twinroot/image"
+	"github.com/twinroot/twinroot/internal/agent"
+	"github.com/twinroot/twinroot/internal/apply"
+	"github.com/twinroot/twinroot/internal/bootstate"
+	"github.com/twinroot/twinroot/internal/health"
+	"github.com/twinroot/twinroot/internal/install"
+	"github.com/twinroot/twinroot/internal/partition"
+	"github.com/twinroot/twinroot/internal/stream"
+)
+
+// Exit codes of every twinroot command.
+const (
+	ExitOK        = 0
+	ExitError     = 1 // I/O or unexpected failure
+	ExitUsage     = 2 // bad flags or arguments
+	ExitRefused   = 3 // a check refused the operation; nothing was changed
+	ExitUnhealthy = 4 // the health gate failed (the machine reboots)
+)
+
+// ExitCodesHelp is appended to every command's help.
+const ExitCodesHelp = `Exit codes:
+  0  success
+  1  error (I/O, unexpected failure)
+  2  usage error
+  3  refused by a check; nothing was changed
+  4  health gate failed; the trial slot was marked bad`
+
+// UsageError marks a usage mistake.
+type UsageError struct{ Err error }
+
+func (e UsageError) Error() string { return e.Err.Error() }
+func (e UsageError) Unwrap() error { return e.Err }
+
+var refusals = []error{
+	partition.ErrDiskTooSmall, partition.ErrNotTwinroot, partition.ErrBootMedium,
+	partition.ErrHoldsData, partition.ErrDiskMounted, partition.ErrNoDisk,
+	install.ErrDoesNotFit, install.ErrHashMismatch, install.ErrDiskMissing, install.ErrNotConfirmed,
+	apply.ErrDoesNotFit, apply.ErrHashMismatch, stream.ErrMismatch,
+	bootstate.ErrNotAllowed, bootstate.ErrNoRunning, image.ErrNotSquashfs,
+}
+
+// ExitCode maps an error to the exit code of the command.
+func ExitCode(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var u UsageError
+	if errors.As(err, &u) {
+		return ExitUsage
+	}
+	if errors.Is(err, health.ErrUnhealthy) || errors.Is(err, agent.ErrRebootNeeded) {
+		return ExitUnhealthy
+	}
+	for _, r := range refusals {
+		if errors.Is(err, r) {
+			return ExitRefused
+		}
+	}
+	return ExitError
+}
+
+// Output is the -o flag.
+type Output struct{ Format string }
+
+// AddFlags registers -o.
+func (o *Output) AddFlags(f *pflag.FlagSet) {
+	f.StringVarP(&o.Format, "output", "o", "text", "output format: text or json")
+}
+
+// Validate checks the format.
+func (o Output) Validate() error {
+	if o.Format != "text" && o.Format != "json" {
+		return UsageError{fmt.Errorf("unknown output format %q: want text or json", o.Format)}
+	}
+	return nil
+}
+
+// JSON reports whether JSON output was asked for.
+func (o Output) JSON() bool { return o.Format == "json" }
+
+// WriteJSON writes v indented.
+func WriteJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// Logger returns the logger of a command: records without timestamps under
+// systemd (journald adds its own), plain text otherwise; debug with verbose.
+func Logger(w io.Writer, verbose bool) *slog.Logger {
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if os.Getenv("JOURNAL_STREAM") != "" || os.Getenv("INVOCATION_ID") != "" {
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// IsTerminal reports whether w is a terminal.
+func IsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// Progress returns a progress callback drawing a bar on w when w is a
+// terminal, and nil otherwise.
+func Progress(w io.Writer, label string) func(done, total int64) {
+	if !IsTerminal(w) {
+		return nil
+	}
+	var bar *progressbar.ProgressBar
+	return func(done, total int64) {
+		if bar == nil {
+			bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(label),
+				progressbar.OptionShowBytes(true), progressbar.OptionThrottle(100_000_000), progressbar.OptionClearOnFinish())
+		}
+		bar.Set64(done)
+		if done == total {
+			bar.Finish()
+		}
+	}
+}
