@@ -354,6 +354,11 @@ func (cfg Config) withDefaults() Config {
 		if d.Media == "cdrom" {
 			d.ReadOnly = true
 		}
+		// QEMU runs in its own temporary directory: relative paths would
+		// name other files there.
+		if abs, err := filepath.Abs(d.Path); err == nil && d.Path != "" {
+			d.Path = abs
+		}
 		drives[i] = d
 	}
 	cfg.Drives = drives

@@ -59,18 +59,20 @@ func runBoot(c *cobra.Command, o bootOptions, w io.Writer) error {
 	}
 	defer d.Close()
 	b := agent.Boot{Disk: d, Running: running, Gate: o.gate, Log: cli.Logger(os.Stderr, o.verbose)}
-	if !o.noReboot && !o.dev.Offline() {
-		b.Reboot = func() error {
-			fmt.Fprintln(w, "twinroot: rebooting")
-			unix.Sync()
-			return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
-		}
-	}
 	r, err := b.Run(c.Context())
 	if o.out.JSON() {
 		cli.WriteJSON(w, r)
 	} else if r.Outcome != "" {
 		fmt.Fprintf(w, "twinroot: %s: %s\n", r.Outcome, r.Message)
 	}
-	return err
+	if err != nil || !r.Reboot {
+		return err
+	}
+	if o.noReboot || o.dev.Offline() {
+		return agent.ErrRebootNeeded
+	}
+	fmt.Fprintln(w, "twinroot: rebooting")
+	d.Close()
+	unix.Sync()
+	return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
 }

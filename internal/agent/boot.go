@@ -20,17 +20,16 @@ const (
 	OutcomeUnexpected = "unknown-slot"  // running a slot that is neither committed nor on trial
 )
 
-// ErrRebootNeeded is returned with OutcomeMarkedBad when no Reboot function is set.
-var ErrRebootNeeded = errors.New("reboot needed")
+// ErrRebootNeeded is what a caller returns when a report asks for a reboot
+// it cannot do (offline, or told not to).
+var ErrRebootNeeded = errors.New("reboot needed to leave the bad slot")
 
 // Boot is the every-boot entry point.
 type Boot struct {
 	Disk    *bootstate.Disk
 	Running bootstate.Slot
 	Gate    health.Gate
-	// Reboot restarts the machine; nil means the caller reboots (offline use).
-	Reboot func() error
-	Log    *slog.Logger
+	Log     *slog.Logger
 }
 
 // Report is what a boot did.
@@ -42,6 +41,9 @@ type Report struct {
 	Health  []health.Result `json:"health,omitempty"`
 	Before  bootstate.State `json:"before"`
 	After   bootstate.State `json:"after"`
+	// Reboot is set when the machine must reboot at once (into the
+	// committed slot, after a failed health gate).
+	Reboot bool `json:"reboot"`
 }
 
 // Run finishes the boot protocol for this boot.
@@ -83,15 +85,9 @@ func (b *Boot) Run(ctx context.Context) (Report, error) {
 		if r.After, err = b.Disk.Update(func(s bootstate.State) (bootstate.State, error) { return s.MarkBad(b.Running) }); err != nil {
 			return r, err
 		}
-		r.Outcome = OutcomeMarkedBad
-		r.Message = fmt.Sprintf("slot %s failed its health check (%v); marked bad, rebooting to slot %s", b.Running, gateErr, st.Committed)
+		r.Outcome, r.Reboot = OutcomeMarkedBad, true
+		r.Message = fmt.Sprintf("slot %s failed its health check (%v); marked bad, the next boot is slot %s", b.Running, gateErr, st.Committed)
 		log.Error(r.Message)
-		if b.Reboot == nil {
-			return r, ErrRebootNeeded
-		}
-		if err := b.Reboot(); err != nil {
-			return r, fmt.Errorf("reboot: %w", err)
-		}
 		return r, nil
 	}
 	log.Info(r.Message, "outcome", r.Outcome, "slot", b.Running)

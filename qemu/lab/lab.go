@@ -1,0 +1,120 @@
+// Package lab prepares what the QEMU scenarios and the demo boot: the
+// updater built for the guest, minimal reference images by version and
+// variant (built once and cached), disks with twinroot installed, and
+// offline operations on them between boots.
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+
+	"github.com/twinroot/twinroot/image/examples/minimal"
+	"github.com/twinroot/twinroot/internal/apply"
+	"github.com/twinroot/twinroot/internal/bootstate"
+	"github.com/twinroot/twinroot/internal/install"
+	"github.com/twinroot/twinroot/internal/partition"
+)
+
+// SlotSize of the disks a Lab installs: the minimal image is about 17 MB.
+const SlotSize = 64 * partition.MiB
+
+// Lab builds and caches images under Dir.
+type Lab struct {
+	Dir       string
+	KernelDir string
+	GrubDir   string
+	Updater   string // static updater binary for the guest
+
+	mu     sync.Mutex
+	images map[string]string
+}
+
+// New returns a Lab working in dir; it builds the updater for the guest
+// when updater is "".
+func New(ctx context.Context, dir, kernelDir, grubDir, updater string) (*Lab, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(kernelDir, "vmlinuz")); err != nil {
+		return nil, fmt.Errorf("no kernel in %s: run `make kernel`", kernelDir)
+	}
+	if _, err := os.Stat(filepath.Join(grubDir, "core.img")); err != nil {
+		return nil, fmt.Errorf("no GRUB images in %s: run `make grub`", grubDir)
+	}
+	if updater == "" {
+		updater = filepath.Join(dir, "updater")
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", updater, "github.com/twinroot/twinroot/cmd/updater")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("build updater: %v\n%s", err, out)
+		}
+	}
+	return &Lab{Dir: dir, KernelDir: kernelDir, GrubDir: grubDir, Updater: updater, images: map[string]string{}}, nil
+}
+
+// Image returns the slot image of the minimal system at version with the
+// given variant, building it the first time.
+func (l *Lab) Image(ctx context.Context, version string, variant minimal.Variant) (string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	key := version + "-" + string(variant)
+	if p, ok := l.images[key]; ok {
+		return p, nil
+	}
+	p := filepath.Join(l.Dir, "minimal-"+key+".img")
+	err := minimal.Build(ctx, minimal.Options{KernelDir: l.KernelDir, Updater: l.Updater, Version: version, Variant: variant}, p)
+	if err != nil {
+		return "", fmt.Errorf("build image %s: %w", key, err)
+	}
+	l.images[key] = p
+	return p, nil
+}
+
+// Install makes a sparse disk file at path and installs version (variant
+// ok) on it.
+func (l *Lab) Install(ctx context.Context, path, version string) error {
+	img, err := l.Image(ctx, version, minimal.OK)
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(partition.MinDiskSize(SlotSize))
+	f.Close()
+	if err != nil {
+		return err
+	}
+	_, err = install.Install(ctx, install.Options{Disk: path, Image: img, GrubDir: l.GrubDir, SlotSize: SlotSize})
+	return err
+}
+
+// Stage writes version/variant into the slot that is not running on the
+// disk file and arms it for tries trial boots, as `updater apply` does.
+func (l *Lab) Stage(ctx context.Context, disk string, running partition.Slot, version string, variant minimal.Variant, tries int) (apply.Result, error) {
+	img, err := l.Image(ctx, version, variant)
+	if err != nil {
+		return apply.Result{}, err
+	}
+	d, err := bootstate.OpenDisk(disk)
+	if err != nil {
+		return apply.Result{}, err
+	}
+	defer d.Close()
+	return apply.FromFile(ctx, d, running, apply.Options{Image: img, Tries: tries})
+}
+
+// State reads the boot state of a disk file.
+func State(disk string) (bootstate.State, error) {
+	d, err := bootstate.OpenDisk(disk)
+	if err != nil {
+		return bootstate.State{}, err
+	}
+	defer d.Close()
+	return d.Load()
+}
