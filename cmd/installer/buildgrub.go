@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/twinroot/twinroot/internal/cli"
 	"github.com/twinroot/twinroot/internal/grub"
 )
 
@@ -16,7 +17,7 @@ func newBuildGrubCmd() *cobra.Command {
 		Long: `build-grub runs grub-mkimage once at build time, so that install never
 needs grub-install on the target. The output is reproducible.`,
 		Example: `  installer build-grub --out build/grub`,
-		Args:    noArgs,
+		Args:    cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := grub.BuildImages(c.Context(), out); err != nil {
 				return err

@@ -26,7 +26,7 @@ func newInspectCmd() *cobra.Command {
 		Short: "Show a twinroot disk's partitions, boot state and slot versions",
 		Example: `  installer inspect --disk disk.img
   installer inspect --disk /dev/sdb -o json`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return runInspect(o, c.OutOrStdout()) },
 	}
 	c.Flags().StringVar(&o.disk, "disk", "", "disk image file or device (required)")

@@ -40,7 +40,7 @@ passes these checks.
 		Example: `  truncate -s 8G disk.img
   installer install --disk disk.img --image build/minimal-v1.img --slot-size 256M
   installer install --disk /dev/sdb --image build/v1 --config device.yaml --yes`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return runInstall(c, o, c.InOrStdin(), c.OutOrStdout()) },
 	}
 	f := c.Flags()

@@ -15,12 +15,9 @@ data), writes the first version to slot A while hashing it, installs GRUB
 for BIOS and UEFI and formats the data partition.
 
 ` + cli.ExitCodesHelp,
-		SilenceUsage:  true,
-		SilenceErrors: true,
 	}
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return cli.UsageError{Err: err} })
 	root.AddCommand(newInstallCmd(), newInspectCmd(), newBuildGrubCmd())
-	return root
+	return cli.Root(root)
 }
 
 func noArgs(c *cobra.Command, args []string) error {

@@ -29,7 +29,7 @@ next boot tries it; updater boot commits it when healthy.
 ` + cli.ExitCodesHelp,
 		Example: `  updater apply --image /media/usb/slot.img --tries 1 && reboot
   updater apply --image build/v2 --disk disk.img --running-slot a`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return runApply(c, o, c.OutOrStdout()) },
 	}
 	f := c.Flags()

@@ -35,7 +35,7 @@ committed slot. After GRUB fell back from a trial that never came up
 
 ` + cli.ExitCodesHelp,
 		Example: `  updater boot --health-cmd "systemctl is-system-running --wait" --health-timeout 2m`,
-		Args:    noArgs,
+		Args:    cli.NoArgs,
 		RunE:    func(c *cobra.Command, _ []string) error { return runBoot(c, o, c.OutOrStdout()) },
 	}
 	f := c.Flags()

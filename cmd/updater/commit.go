@@ -26,7 +26,7 @@ from now on. It is refused when the running slot is not on trial.
 ` + cli.ExitCodesHelp,
 		Example: `  updater commit
   updater commit --disk disk.img --running-slot b`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			return runTransition(o, c.OutOrStdout(), "committed", func(s bootstate.State, running bootstate.Slot) (bootstate.State, error) {
 				return s.Commit(running)
@@ -49,7 +49,7 @@ when that slot is ok (it held the previous version). Reboot to apply.
 
 ` + cli.ExitCodesHelp,
 		Example: `  updater rollback && reboot`,
-		Args:    noArgs,
+		Args:    cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			return runTransition(o, c.OutOrStdout(), "rolled back", func(s bootstate.State, running bootstate.Slot) (bootstate.State, error) {
 				return s.Rollback(running)

@@ -1,22 +1,6 @@
-// Command updater is the twinroot device agent and release tool.
+// Command updater: see the Long help of its root command.
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
+import "github.com/twinroot/twinroot/internal/cli"
 
-	"github.com/twinroot/twinroot/internal/cli"
-)
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRootCmd().ExecuteContext(ctx)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "updater:", err)
-	}
-	os.Exit(cli.ExitCode(err))
-}
+func main() { cli.Main("updater", newRootCmd()) }

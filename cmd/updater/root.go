@@ -18,18 +18,7 @@ through the health gate, and reports and changes the boot state by hand
 disk image file: --disk FILE --running-slot a|b.
 
 ` + cli.ExitCodesHelp,
-		SilenceUsage:  true,
-		SilenceErrors: true,
 	}
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return cli.UsageError{Err: err} })
 	root.AddCommand(newBootCmd(), newStatusCmd(), newCommitCmd(), newRollbackCmd(), newApplyCmd())
-	return root
-}
-
-// exactArgs is cobra.ExactArgs reporting a usage error.
-func noArgs(c *cobra.Command, args []string) error {
-	if err := cobra.NoArgs(c, args); err != nil {
-		return cli.UsageError{Err: err}
-	}
-	return nil
+	return cli.Root(root)
 }

@@ -25,7 +25,7 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show the running, committed and trial slots and each slot's state and version",
 		Example: `  updater status
   updater status -o json --disk disk.img --running-slot a`,
-		Args: noArgs,
+		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return runStatus(o, c.OutOrStdout()) },
 	}
 	o.dev.AddFlags(c.Flags())
