@@ -19,6 +19,7 @@ disk image file: --disk FILE --running-slot a|b.
 
 ` + cli.ExitCodesHelp,
 	}
-	root.AddCommand(newBootCmd(), newStatusCmd(), newCommitCmd(), newRollbackCmd(), newApplyCmd())
+	root.AddCommand(newBootCmd(), newStatusCmd(), newCommitCmd(), newRollbackCmd(), newApplyCmd(),
+		newKeygenCmd(), newSignCmd())
 	return cli.Root(root)
 }

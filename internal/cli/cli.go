@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/pflag"
@@ -18,6 +19,8 @@ import (
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/health"
 	"github.com/twinroot/twinroot/internal/install"
+	"github.com/twinroot/twinroot/internal/keys"
+	"github.com/twinroot/twinroot/internal/manifest"
 	"github.com/twinroot/twinroot/internal/partition"
 	"github.com/twinroot/twinroot/internal/stream"
 )
@@ -50,7 +53,11 @@ var refusals = []error{
 	partition.ErrHoldsData, partition.ErrDiskMounted, partition.ErrNoDisk,
 	install.ErrDoesNotFit, install.ErrHashMismatch, install.ErrDiskMissing, install.ErrNotConfirmed,
 	apply.ErrDoesNotFit, apply.ErrHashMismatch, stream.ErrMismatch,
-	bootstate.ErrNotAllowed, bootstate.ErrNoRunning, image.ErrNotSquashfs,
+	bootstate.ErrNotAllowed, bootstate.ErrNoRunning, image.ErrNotSquashfs, image.ErrNoKernel,
+	keys.ErrInsecureKey, keys.ErrExists, keys.ErrMalformedKey, keys.ErrNoTrustedKeys,
+	manifest.ErrMalformed, manifest.ErrBadSignature, manifest.ErrUntrustedKey, manifest.ErrWrongChannel,
+	manifest.ErrExpired, manifest.ErrNotNewer, manifest.ErrBelowMinSerial, manifest.ErrRollback,
+	manifest.ErrBadVersion, manifest.ErrDoesNotFit, manifest.ErrMismatch,
 }
 
 // ExitCode maps an error to the exit code of the command.
@@ -61,6 +68,12 @@ func ExitCode(err error) int {
 	var u UsageError
 	if errors.As(err, &u) {
 		return ExitUsage
+	}
+	// cobra reports these as plain errors.
+	for _, p := range []string{"required flag(s)", "unknown command", "accepts "} {
+		if strings.HasPrefix(err.Error(), p) {
+			return ExitUsage
+		}
 	}
 	if errors.Is(err, health.ErrUnhealthy) || errors.Is(err, agent.ErrRebootNeeded) {
 		return ExitUnhealthy

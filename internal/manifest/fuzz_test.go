@@ -1,0 +1,98 @@
+package manifest
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/mod/semver"
+)
+
+// FuzzVerify feeds arbitrary documents to Verify: it must never panic, and
+// whatever it accepts must satisfy every rule.
+func FuzzVerify(f *testing.F) {
+	k := key(f, 1)
+	good := sign(f, release(), k)
+	f.Add(good)
+	f.Add(sign(f, release(), k, key(f, 2)))
+	f.Add(signRaw(f, []byte(`{"schema":1}`), k))
+	f.Add([]byte(`{"manifest":"e30=","signatures":[{"key_id":"0123456789abcdef","sig":""}]}`))
+	f.Add(bytes.Replace(good, []byte(`"manifest"`), []byte(`"Manifest"`), 1))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := policy(t)
+		m, err := Verify(b, p)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+			return
+		}
+		if err := m.Validate(); err != nil {
+			t.Errorf("accepted an invalid manifest: %v", err)
+		}
+		if m.Channel != p.Channel || !p.Now.Before(m.Expires) || m.Serial <= p.RunningSerial || m.Serial < m.MinSerial || m.Image.Size > p.SlotSize {
+			t.Errorf("accepted a manifest breaking a rule: %+v", m)
+		}
+	})
+}
+
+// FuzzParse feeds arbitrary bare manifests to Parse; what it accepts must
+// survive a round trip through Marshal, and Verify must read the same
+// bytes, signed by a trusted key, as well formed.
+func FuzzParse(f *testing.F) {
+	k := key(f, 1)
+	f.Add(marshal(f, release()))
+	f.Add([]byte(`{"schema":1,"serial":1}`))
+	f.Add([]byte(`{"schema":1,"schema":1}`))
+	f.Add([]byte(`{"schema":2}`))
+	f.Add([]byte(`[{"a":[{"b":{}}]}]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := Parse(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Errorf("Parse: %v is not ErrMalformed", err)
+			}
+			return
+		}
+		m2, err := Parse(marshal(t, m))
+		if err != nil {
+			t.Fatalf("re-marshalled manifest does not parse: %v", err)
+		}
+		if diff := cmp.Diff(m, m2); diff != "" {
+			t.Errorf("round trip (-first +second):\n%s", diff)
+		}
+		if _, err := Verify(signRaw(t, b, k), Policy{Trusted: policy(t).Trusted, Channel: m.Channel, Now: m.Created}); errors.Is(err, ErrMalformed) {
+			t.Errorf("Parse accepts, Verify says %v", err)
+		}
+	})
+}
+
+// FuzzParseVersion checks the hand-written semver parser against
+// golang.org/x/mod/semver (which wants a "v" and also takes "v1.2").
+func FuzzParseVersion(f *testing.F) {
+	for _, s := range []string{"1.4.0", "1.0.0-rc.1+build.5", "01.0.0", "1.0", "1.0.0-01", "1.0.0-a..b"} {
+		f.Add(s, "1.0.0")
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		va, err := ParseVersion(a)
+		full := semver.IsValid("v"+a) && semver.Canonical("v"+a) == "v"+strings.SplitN(a, "+", 2)[0]
+		if ok := err == nil; ok != full && !strings.HasPrefix(a, "v") {
+			t.Fatalf("ParseVersion(%q) ok=%v, x/mod/semver says %v", a, ok, full)
+		}
+		if err != nil {
+			return
+		}
+		if va.String() != a {
+			t.Errorf("ParseVersion(%q).String() = %q", a, va.String())
+		}
+		vb, err := ParseVersion(b)
+		if err != nil {
+			return
+		}
+		if got, want := va.Compare(vb), semver.Compare("v"+a, "v"+b); got != want {
+			t.Errorf("Compare(%q, %q) = %d, x/mod/semver says %d", a, b, got, want)
+		}
+	})
+}
