@@ -20,7 +20,7 @@ import (
 // and OVMF alone needs seconds before GRUB runs.
 const (
 	harnessBootTimeout = 3 * time.Minute
-	harnessStepTimeout = time.Minute
+	harnessStepTimeout = 3 * time.Minute
 )
 
 var harnessFirmwares = []Firmware{BIOS, UEFI}

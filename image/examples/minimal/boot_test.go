@@ -19,8 +19,8 @@ import (
 // Generous bounds for a loaded 2-core CI machine under TCG; a boot to ready
 // takes about 5 s on an idle one.
 const (
-	bootTimeout = 90 * time.Second
-	stepTimeout = 30 * time.Second
+	bootTimeout = 4 * time.Minute
+	stepTimeout = 3 * time.Minute
 )
 
 // vm is a QEMU direct kernel boot with its serial console on a pipe. This
