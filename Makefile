@@ -3,10 +3,10 @@ SHELL := /bin/bash
 GO ?= go
 BUILD := build
 APT_PACKAGES := qemu-system-x86 ovmf grub-pc-bin grub-efi-amd64-bin grub2-common \
-	squashfs-tools dosfstools mtools xorriso gdisk e2fsprogs cpio kmod util-linux
+	squashfs-tools dosfstools mtools xorriso gdisk e2fsprogs cpio kmod util-linux awscli
 GO_TEST_TIMEOUT ?= 80m
 
-.PHONY: all deps kernel grub bins image demo test test-short bench vet fmt clean
+.PHONY: all deps kernel grub s3-servers bins image demo test test-short bench vet fmt clean
 
 all: bins grub image
 
@@ -20,6 +20,15 @@ $(BUILD)/.deps: Makefile
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 	@touch $@
+
+MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
+VERSITYGW_VERSION := v1.8.0
+GOBIN_DIR = $(or $(shell $(GO) env GOBIN),$(firstword $(subst :, ,$(shell $(GO) env GOPATH)))/bin)
+
+# S3 servers for the integration tests; each is built only when its binary is absent.
+s3-servers:
+	@test -x $(GOBIN_DIR)/minio || { echo "installing minio (takes minutes the first time)"; $(GO) install github.com/minio/minio@$(MINIO_VERSION); }
+	@test -x $(GOBIN_DIR)/versitygw || $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
 
 # Debian's kernel and its modules, unpacked (no root filesystem needed).
 kernel: deps
@@ -50,14 +59,14 @@ vet:
 	$(GO) vet ./...
 
 # Everything, QEMU scenarios included; each scenario prints its duration.
-test: deps kernel grub vet
+test: deps kernel grub s3-servers vet
 	TWINROOT_KERNEL_DIR=$(CURDIR)/$(BUILD)/kernel TWINROOT_GRUB_DIR=$(CURDIR)/$(BUILD)/grub \
 		$(GO) test -count=1 -timeout $(GO_TEST_TIMEOUT) $$(go list ./... | grep -v '/qemu$$')
 	TWINROOT_KERNEL_DIR=$(CURDIR)/$(BUILD)/kernel TWINROOT_GRUB_DIR=$(CURDIR)/$(BUILD)/grub \
 		$(GO) test -count=1 -timeout $(GO_TEST_TIMEOUT) -v ./qemu
 
 # Without QEMU boots (for a quick local loop).
-test-short: deps grub vet
+test-short: deps grub s3-servers vet
 	$(GO) test -short -count=1 ./...
 
 clean:

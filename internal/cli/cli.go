@@ -22,6 +22,7 @@ import (
 	"github.com/twinroot/twinroot/internal/keys"
 	"github.com/twinroot/twinroot/internal/manifest"
 	"github.com/twinroot/twinroot/internal/partition"
+	"github.com/twinroot/twinroot/internal/source"
 	"github.com/twinroot/twinroot/internal/stream"
 )
 
@@ -58,6 +59,7 @@ var refusals = []error{
 	manifest.ErrMalformed, manifest.ErrBadSignature, manifest.ErrUntrustedKey, manifest.ErrWrongChannel,
 	manifest.ErrExpired, manifest.ErrNotNewer, manifest.ErrBelowMinSerial, manifest.ErrRollback,
 	manifest.ErrBadVersion, manifest.ErrDoesNotFit, manifest.ErrMismatch,
+	source.ErrExists, source.ErrChanged,
 }
 
 // ExitCode maps an error to the exit code of the command.

@@ -1,0 +1,250 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+)
+
+// Sentinel errors callers act on; check them with errors.Is.
+var (
+	// ErrNotFound: the key does not exist in the store.
+	ErrNotFound = errors.New("not found")
+	// ErrNotModified: a conditional Get found the object unchanged; no body
+	// was transferred.
+	ErrNotModified = errors.New("not modified")
+	// ErrExists: a create-only write found the key already present; the
+	// stored object was left as it was.
+	ErrExists = errors.New("already exists, left unchanged")
+	// ErrChanged: a compare-and-swap write found the object changed since
+	// it was read (another publisher); the stored object was left as it was.
+	ErrChanged = errors.New("changed since it was read, left unchanged")
+	// ErrRange: a range read asked for bytes past the end of the object.
+	ErrRange = errors.New("range past the end of the object")
+	// ErrReadOnly: the URL names a read-only source (https) where a store
+	// was asked for.
+	ErrReadOnly = errors.New("source is read-only")
+)
+
+// Source reads a release store. Keys are slash-separated and relative to the
+// prefix of the URL the source was opened with.
+type Source interface {
+	// Get fetches key. With etag set it is a conditional GET (If-None-Match)
+	// that returns ErrNotModified, and no body, when the object still has
+	// that ETag. newETag is the object's current ETag, opaque to callers.
+	Get(ctx context.Context, key, etag string) (body io.ReadCloser, newETag string, err error)
+	// GetRange fetches the n bytes of key at [off, off+n). The reader yields
+	// exactly n bytes or an error.
+	GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error)
+	// Stat returns the size and ETag of key.
+	Stat(ctx context.Context, key string) (size int64, etag string, err error)
+	// String returns the URL the source was opened with.
+	String() string
+}
+
+// Object is one entry of a listing.
+type Object struct {
+	Key  string `json:"key"` // relative to the store's prefix
+	Size int64  `json:"size"`
+	ETag string `json:"etag"`
+}
+
+// Store is a Source that can also be published to. Every write is
+// create-only: an existing key is never overwritten.
+type Store interface {
+	Source
+	// PutIfAbsent writes size bytes from r to key unless key exists, in
+	// which case it returns ErrExists and the stored object is unchanged.
+	PutIfAbsent(ctx context.Context, key string, r io.Reader, size int64) error
+	// Upload writes size bytes from r to key in parts of partSize bytes,
+	// parallel parts at a time, create-only like PutIfAbsent. partSize 0
+	// picks a default; it is raised when the object would need more parts
+	// than the store allows.
+	Upload(ctx context.Context, key string, r io.ReaderAt, size, partSize int64, parallel int) error
+	// Replace writes size bytes from r to key only if key still has the
+	// ETag etag (compare-and-swap, for latest.json), else it returns
+	// ErrChanged and the stored object is unchanged. An empty etag means
+	// key must not exist yet (ErrExists otherwise).
+	Replace(ctx context.Context, key string, r io.Reader, size int64, etag string) error
+	// List returns the objects whose key starts with prefix, sorted by key.
+	List(ctx context.Context, prefix string) ([]Object, error)
+}
+
+// Options configure how a source reaches its store. Every field is optional.
+type Options struct {
+	// Endpoint is the S3 endpoint URL (MinIO, versitygw, Ceph, ...); empty
+	// means AWS itself or AWS_ENDPOINT_URL(_S3) from the environment.
+	Endpoint string
+	// Region defaults to the AWS configuration chain, then us-east-1.
+	Region string
+	// AccessKey and SecretKey (and SessionToken) are static credentials;
+	// when empty the usual AWS chain applies (environment, shared config
+	// and credentials files with Profile, ...).
+	AccessKey, SecretKey, SessionToken string
+	Profile                            string
+	// Anonymous sends unsigned requests (a public-read bucket) and skips the
+	// credential chain.
+	Anonymous bool
+	// HTTPClient is used for s3 and https; nil means a default client.
+	HTTPClient *http.Client
+}
+
+// Open opens the release store named by rawURL for reading:
+// s3://bucket/prefix, https://host/prefix (or http://), file:///path.
+func Open(ctx context.Context, rawURL string, opts Options) (Source, error) {
+	u, err := parseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	switch u.scheme {
+	case "s3":
+		return openS3(ctx, u, opts)
+	case "https", "http":
+		return openHTTP(u, opts), nil
+	default:
+		return openFile(u)
+	}
+}
+
+// OpenStore opens the release store named by rawURL for publishing: s3:// or
+// file:// (air-gapped media). https is read-only and gives ErrReadOnly.
+func OpenStore(ctx context.Context, rawURL string, opts Options) (Store, error) {
+	u, err := parseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	switch u.scheme {
+	case "s3":
+		return openS3(ctx, u, opts)
+	case "file":
+		return openFile(u)
+	default:
+		return nil, fmt.Errorf("open %s for publishing: %w (publish to s3:// or file://)", rawURL, ErrReadOnly)
+	}
+}
+
+// location is a parsed store URL.
+type location struct {
+	raw    string
+	scheme string // s3, https, http, file
+	host   string // bucket for s3, host[:port] for http(s)
+	prefix string // without leading or trailing slash; the directory for file
+}
+
+func parseURL(raw string) (location, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return location{}, fmt.Errorf("store URL %q: %w", raw, err)
+	}
+	loc := location{raw: raw, scheme: strings.ToLower(u.Scheme), host: u.Host}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return location{}, fmt.Errorf("store URL %q: credentials, query and fragment are not allowed (put credentials in the config)", raw)
+	}
+	switch loc.scheme {
+	case "s3":
+		if u.Host == "" {
+			return location{}, fmt.Errorf("store URL %q: no bucket (want s3://bucket/prefix)", raw)
+		}
+		loc.prefix = strings.Trim(u.Path, "/")
+	case "https", "http":
+		if u.Host == "" {
+			return location{}, fmt.Errorf("store URL %q: no host (want %s://host/prefix)", raw, loc.scheme)
+		}
+		loc.prefix = strings.Trim(u.Path, "/")
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return location{}, fmt.Errorf("store URL %q: file URLs name a local path (want file:///path)", raw)
+		}
+		if !strings.HasPrefix(u.Path, "/") {
+			return location{}, fmt.Errorf("store URL %q: want an absolute path (file:///path)", raw)
+		}
+		loc.prefix = path.Clean(u.Path)
+	default:
+		return location{}, fmt.Errorf("store URL %q: unknown scheme (want s3://, https://, http:// or file://)", raw)
+	}
+	if loc.scheme != "file" {
+		for _, seg := range strings.Split(loc.prefix, "/") {
+			if seg == "." || seg == ".." {
+				return location{}, fmt.Errorf("store URL %q: . and .. are not allowed in the prefix", raw)
+			}
+		}
+	}
+	return loc, nil
+}
+
+// checkKey refuses keys that could leave the store's prefix.
+func checkKey(key string) error {
+	if key == "" {
+		return errors.New("empty key")
+	}
+	if strings.HasPrefix(key, "/") || strings.HasSuffix(key, "/") || strings.Contains(key, "//") {
+		return fmt.Errorf("key %q: no leading, trailing or double slash allowed", key)
+	}
+	if strings.ContainsAny(key, "\\\x00") {
+		return fmt.Errorf("key %q: backslash and NUL are not allowed", key)
+	}
+	for _, seg := range strings.Split(key, "/") {
+		if seg == "." || seg == ".." {
+			return fmt.Errorf("key %q: . and .. are not allowed", key)
+		}
+	}
+	return nil
+}
+
+// checkRange refuses a negative offset or a non-positive length.
+func checkRange(off, n int64) error {
+	if off < 0 || n <= 0 {
+		return fmt.Errorf("range [%d, %d): want off >= 0 and n > 0", off, off+n)
+	}
+	return nil
+}
+
+// exactReader yields exactly n bytes of r, turning an early EOF into
+// io.ErrUnexpectedEOF so a truncated transfer is never taken for a chunk.
+type exactReader struct {
+	r    io.Reader
+	c    io.Closer
+	left int64
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > e.left {
+		p = p[:e.left]
+	}
+	n, err := e.r.Read(p)
+	e.left -= int64(n)
+	switch {
+	case e.left == 0:
+		return n, io.EOF
+	case err == io.EOF:
+		return n, io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func (e *exactReader) Close() error { return e.c.Close() }
+
+// partPlan returns the part size used for size bytes: at least minPart,
+// and large enough that no more than maxParts parts are needed.
+func partPlan(size, partSize, minPart, maxParts int64) int64 {
+	if partSize <= 0 {
+		partSize = defaultPartSize
+	}
+	if partSize < minPart {
+		partSize = minPart
+	}
+	if need := (size + maxParts - 1) / maxParts; partSize < need {
+		partSize = (need + minPart - 1) / minPart * minPart
+	}
+	return partSize
+}
+
+const defaultPartSize = 16 << 20
