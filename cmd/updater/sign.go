@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/twinroot/twinroot/internal/cli"
 	"github.com/twinroot/twinroot/internal/keys"
 	"github.com/twinroot/twinroot/internal/manifest"
+	"github.com/twinroot/twinroot/internal/release"
 )
 
 type signOptions struct {
@@ -92,23 +92,13 @@ func runSign(ctx context.Context, o signOptions, w io.Writer) error {
 		}
 		signers = append(signers, k)
 	}
-	path := filepath.Join(o.image, manifest.File)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("read manifest: %w", err)
-	}
 	now := time.Now
 	if o.now != nil {
 		now = o.now
 	}
-	signed, m, err := manifest.SignRelease(b, o.channel, now(), o.expires, signers...)
+	path := filepath.Join(o.image, manifest.File)
+	_, m, err := release.SignDir(ctx, o.image, o.channel, now(), o.expires, signers...)
 	if err != nil {
-		return fmt.Errorf("%s: %w; not changed", path, err)
-	}
-	if err := checkBuildOutputs(ctx, o.image, m); err != nil {
-		return fmt.Errorf("%w; %s not signed", err, path)
-	}
-	if err := replaceManifest(path, signed); err != nil {
 		return err
 	}
 	var ids []string
@@ -121,83 +111,5 @@ func runSign(ctx context.Context, o signOptions, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "signed %s\n  channel  %s\n  version  %s (serial %d)\n  expires  %s (in %s)\n  keys     %v\n",
 		r.Path, r.Channel, r.Version, r.Serial, r.Expires.Format(time.RFC3339), o.expires, r.KeyIDs)
-	return nil
-}
-
-// checkBuildOutputs checks the build outputs present in dir against m.
-func checkBuildOutputs(ctx context.Context, dir string, m *manifest.Manifest) error {
-	for _, a := range []struct {
-		name  string
-		check func(io.Reader) error
-	}{
-		{"slot.img", m.CheckImage},
-		{manifest.IndexObject, m.CheckIndex},
-	} {
-		f, err := os.Open(filepath.Join(dir, a.name))
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		err = a.check(interruptibleReader{ctx, f})
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("%s: %w", a.name, err)
-		}
-	}
-	fi, err := os.Stat(filepath.Join(dir, manifest.ImageObject))
-	if err == nil && fi.Size() != m.Image.CompressedSize {
-		return fmt.Errorf("%s: %w: %d bytes, manifest says compressed_size %d", manifest.ImageObject, manifest.ErrMismatch, fi.Size(), m.Image.CompressedSize)
-	}
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
-}
-
-// interruptibleReader stops a long hash when the command is interrupted.
-type interruptibleReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c interruptibleReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
-// replaceManifest replaces path with b atomically: a crash leaves the old file
-// or the new one, never a torn one.
-func replaceManifest(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
 	return nil
 }

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/twinroot/twinroot/internal/cli"
+	"github.com/twinroot/twinroot/internal/keys"
+	"github.com/twinroot/twinroot/internal/release"
+	"github.com/twinroot/twinroot/internal/source"
+)
+
+// storeFlags are how a command reaches a release store.
+type storeFlags struct{ opts source.Options }
+
+func (s *storeFlags) AddFlags(c *cobra.Command) {
+	f := c.Flags()
+	f.StringVar(&s.opts.Endpoint, "endpoint", os.Getenv("AWS_ENDPOINT_URL"), "S3 endpoint URL for an S3-compatible store (default: AWS)")
+	f.StringVar(&s.opts.Region, "region", "", "S3 region (default: from the AWS environment, else us-east-1)")
+	f.StringVar(&s.opts.Profile, "profile", "", "AWS profile (credentials otherwise from the usual AWS environment variables and files)")
+}
+
+type publishOptions struct {
+	dir      string
+	channel  string
+	keyFiles []string
+	to       string
+	expires  time.Duration
+	parallel int
+	store    storeFlags
+	out      cli.Output
+}
+
+func newPublishCmd() *cobra.Command {
+	o := publishOptions{expires: 720 * time.Hour}
+	c := &cobra.Command{
+		Use:   "publish --image DIR --channel C --key NAME.key --to s3://bucket/prefix",
+		Short: "Sign a build and upload it to a release store, the manifest last",
+		Long: `publish signs DIR for the channel (as updater sign does) and uploads it
+under <prefix>/<channel>/: the chunked image object (parallel multipart)
+and the index, then <version>/manifest.json, then latest.json last, so no
+device ever sees a half-published release. Every object is created only if
+absent; latest.json is replaced only if no other publish changed it since
+it was read. A serial that is not above the channel's current one, or a
+version already published, is refused before anything is uploaded.
+
+Credentials come from the usual AWS environment variables and profiles.
+
+` + cli.ExitCodesHelp,
+		Example: `  updater publish --image build/v1.4.0 --channel stable --key release.key --to s3://releases/fleet
+  updater publish --image out --channel beta --key ci.key --to s3://rel --endpoint http://127.0.0.1:9000
+
+  # in CI, on every merge to main:
+  updater build --rootfs rootfs --trust release.pub --version "1.$RUN" --serial "$RUN" --out out
+  updater publish --image out --channel stable --key "$RELEASE_KEY" --to "s3://$BUCKET/fleet"`,
+		Args: cli.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return runPublish(c, o, c.OutOrStdout()) },
+	}
+	f := c.Flags()
+	f.StringVar(&o.dir, "image", "", "build output directory (required)")
+	f.StringVar(&o.channel, "channel", "", "release channel (required)")
+	f.StringArrayVar(&o.keyFiles, "key", nil, "private key NAME.key (repeatable; required)")
+	f.StringVar(&o.to, "to", "", "store: s3://bucket/prefix or file:///path (required)")
+	f.DurationVar(&o.expires, "expires", o.expires, "time from now until devices refuse the manifest")
+	f.IntVar(&o.parallel, "parallel", 4, "parts uploaded at once")
+	o.store.AddFlags(c)
+	o.out.AddFlags(f)
+	for _, r := range []string{"image", "channel", "key", "to"} {
+		c.MarkFlagRequired(r)
+	}
+	return c
+}
+
+func runPublish(c *cobra.Command, o publishOptions, w io.Writer) error {
+	if err := o.out.Validate(); err != nil {
+		return err
+	}
+	var signers []*keys.PrivateKey
+	for _, p := range o.keyFiles {
+		k, err := keys.LoadPrivate(p)
+		if err != nil {
+			return fmt.Errorf("%w; nothing published", err)
+		}
+		signers = append(signers, k)
+	}
+	st, err := source.OpenStore(c.Context(), o.to, o.store.opts)
+	if err != nil {
+		return err
+	}
+	r, err := release.Publish(c.Context(), st, release.PublishOptions{Dir: o.dir, Channel: o.channel, Signers: signers, TTL: o.expires, Parallel: o.parallel})
+	if err != nil {
+		return err
+	}
+	if o.out.JSON() {
+		return cli.WriteJSON(w, r)
+	}
+	secs := r.Duration.Seconds()
+	fmt.Fprintf(w, "published %s (serial %d, previous %d) to %s in %.1fs (%.1f MB/s)\n", r.Manifest.Version, r.Manifest.Serial, r.Previous, o.to, secs, float64(r.Bytes)/1e6/secs)
+	for _, obj := range r.Objects {
+		fmt.Fprintf(w, "  %s\n", obj)
+	}
+	fmt.Fprintf(w, "expires %s\n", r.Manifest.Expires.Format(time.RFC3339))
+	return nil
+}
+
+type verifyOptions struct {
+	channel string
+	version string
+	pubs    []string
+	store   storeFlags
+	out     cli.Output
+}
+
+func newVerifyCmd() *cobra.Command {
+	var o verifyOptions
+	c := &cobra.Command{
+		Use:   "verify URL --channel C --pub NAME.pub",
+		Short: "Fetch a published release as a device would and check every byte",
+		Long: `verify fetches <URL>/<channel>/latest.json (or a --version's manifest),
+checks its signature and acceptance rules, the index against the manifest,
+every chunk of the image object against the index, and the whole image
+against the manifest's SHA-256. It says exactly which object, chunk and
+offset is wrong if anything is.
+
+` + cli.ExitCodesHelp,
+		Example: `  updater verify s3://releases/fleet --channel stable --pub release.pub
+  updater verify https://cdn.example.com/fleet --channel beta --version 1.5.0 --pub release.pub`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return cli.UsageError{Err: fmt.Errorf("want one URL, got %d arguments", len(args))}
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error { return runVerify(c, o, args[0], c.OutOrStdout()) },
+	}
+	f := c.Flags()
+	f.StringVar(&o.channel, "channel", "", "release channel (required)")
+	f.StringVar(&o.version, "version", "", "verify this version instead of latest.json")
+	f.StringArrayVar(&o.pubs, "pub", nil, "trusted public key NAME.pub (repeatable; required)")
+	o.store.AddFlags(c)
+	o.out.AddFlags(f)
+	c.MarkFlagRequired("channel")
+	c.MarkFlagRequired("pub")
+	return c
+}
+
+func runVerify(c *cobra.Command, o verifyOptions, url string, w io.Writer) error {
+	if err := o.out.Validate(); err != nil {
+		return err
+	}
+	var pubs []keys.PublicKey
+	for _, p := range o.pubs {
+		k, err := keys.LoadPublic(p)
+		if err != nil {
+			return err
+		}
+		pubs = append(pubs, k)
+	}
+	ring, err := keys.NewRing(pubs...)
+	if err != nil {
+		return err
+	}
+	src, err := source.Open(c.Context(), url, o.store.opts)
+	if err != nil {
+		return err
+	}
+	r, err := release.Verify(c.Context(), src, release.VerifyOptions{Channel: o.channel, Version: o.version, Trusted: ring})
+	if err != nil {
+		return err
+	}
+	if o.out.JSON() {
+		return cli.WriteJSON(w, r)
+	}
+	m := r.Manifest
+	fmt.Fprintf(w, "ok: %s %s (serial %d), %d chunks, %d bytes fetched, image sha256 %s, expires %s\n",
+		m.Channel, m.Version, m.Serial, r.Chunks, r.Fetched, m.Image.SHA256, m.Expires.Format(time.RFC3339))
+	return nil
+}

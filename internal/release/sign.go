@@ -1,0 +1,115 @@
+package release
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/twinroot/twinroot/internal/keys"
+	"github.com/twinroot/twinroot/internal/manifest"
+)
+
+// SignDir signs DIR/manifest.json for channel, valid for ttl from now, after
+// checking the build outputs beside it, and replaces it atomically with the
+// signed envelope. On any error the file is left as it was.
+func SignDir(ctx context.Context, dir, channel string, now time.Time, ttl time.Duration, signers ...*keys.PrivateKey) ([]byte, *manifest.Manifest, error) {
+	path := filepath.Join(dir, ManifestFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read manifest: %w", err)
+	}
+	signed, m, err := manifest.SignRelease(b, channel, now, ttl, signers...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w; not changed", path, err)
+	}
+	if err := CheckDir(ctx, dir, m); err != nil {
+		return nil, nil, fmt.Errorf("%w; %s not signed", err, path)
+	}
+	if err := writeManifest(path, signed); err != nil {
+		return nil, nil, err
+	}
+	return signed, m, nil
+}
+
+// CheckDir checks the build outputs present in dir against m: a signature
+// vouches for the bytes beside it.
+func CheckDir(ctx context.Context, dir string, m *manifest.Manifest) error {
+	for _, a := range []struct {
+		name  string
+		check func(io.Reader) error
+	}{
+		{SlotFile, m.CheckImage},
+		{manifest.IndexObject, m.CheckIndex},
+	} {
+		f, err := os.Open(filepath.Join(dir, a.name))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		err = a.check(interruptibleReader{ctx, f})
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", a.name, err)
+		}
+	}
+	fi, err := os.Stat(filepath.Join(dir, manifest.ImageObject))
+	if err == nil && fi.Size() != m.Image.CompressedSize {
+		return fmt.Errorf("%s: %w: %d bytes, manifest says compressed_size %d", manifest.ImageObject, manifest.ErrMismatch, fi.Size(), m.Image.CompressedSize)
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// interruptibleReader stops a long hash when the command is interrupted.
+type interruptibleReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c interruptibleReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// writeManifest replaces path with b atomically: a crash leaves the old file
+// or the new one, never a torn one.
+func writeManifest(path string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
