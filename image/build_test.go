@@ -170,3 +170,28 @@ func TestBuildOCI(t *testing.T) {
 		})
 	}
 }
+
+func TestReadBakedFiles(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "root")
+	writeTree(t, root, bootFiles)
+	k1, k2 := filepath.Join(t.TempDir(), "a.pub"), filepath.Join(t.TempDir(), "b.pub")
+	os.WriteFile(k1, []byte("A"), 0o644)
+	os.WriteFile(k2, []byte("B"), 0o644)
+	out := filepath.Join(t.TempDir(), "slot.img")
+	info, err := Build(context.Background(), BuildOptions{Rootfs: root, Trust: []string{k1, k2}, Version: "3.0.0", Serial: 30, Out: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := os.Open(out)
+	defer f.Close()
+	files, err := ReadDirFiles(f, 0, info.Size, TrustedDir)
+	if err != nil || len(files) != 2 || string(files["a.pub"]) != "A" || string(files["b.pub"]) != "B" {
+		t.Errorf("ReadDirFiles = %v, %v", files, err)
+	}
+	if n, err := ReadSerial(f, 0, info.Size); err != nil || n != 30 {
+		t.Errorf("ReadSerial = %d, %v", n, err)
+	}
+	if files, err := ReadDirFiles(f, 0, info.Size, "/no/such"); err != nil || len(files) != 0 {
+		t.Errorf("ReadDirFiles(missing) = %v, %v", files, err)
+	}
+}

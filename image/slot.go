@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/diskfs/go-diskfs/backend/file"
@@ -93,6 +94,52 @@ func ReadFile(r *os.File, off, size int64, name string) ([]byte, error) {
 	}
 	defer fh.Close()
 	return io.ReadAll(fh)
+}
+
+// ReadDirFiles reads every regular file of one directory of the squashfs
+// image at [off, off+size) of r, by name; a missing directory gives an
+// empty map.
+func ReadDirFiles(r *os.File, off, size int64, dir string) (map[string][]byte, error) {
+	fs, err := squashfs.Read(file.New(r, true), size, off, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read squashfs: %w", err)
+	}
+	rel := strings.Trim(dir, "/")
+	ents, err := fs.ReadDir(rel)
+	if err != nil {
+		return map[string][]byte{}, nil
+	}
+	out := map[string][]byte{}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		fh, err := fs.OpenFile(rel+"/"+e.Name(), os.O_RDONLY)
+		if err != nil {
+			return nil, fmt.Errorf("open %s/%s in image: %w", dir, e.Name(), err)
+		}
+		b, err := io.ReadAll(fh)
+		fh.Close()
+		if err != nil {
+			return nil, err
+		}
+		out[e.Name()] = b
+	}
+	return out, nil
+}
+
+// ReadSerial returns /etc/twinroot/serial of the image at off in r (0 when
+// the image has none: built before serials existed).
+func ReadSerial(r *os.File, off, size int64) (uint64, error) {
+	b, err := ReadFile(r, off, size, SerialFile)
+	if err != nil {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s in image: %w", SerialFile, err)
+	}
+	return n, nil
 }
 
 // ReadVersion returns /etc/twinroot/version of the image at off in r.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/twinroot/twinroot/internal/atomicfile"
 	"github.com/twinroot/twinroot/internal/keys"
 	"github.com/twinroot/twinroot/internal/manifest"
 )
@@ -29,7 +30,7 @@ func SignDir(ctx context.Context, dir, channel string, now time.Time, ttl time.D
 	if err := CheckDir(ctx, dir, m); err != nil {
 		return nil, nil, fmt.Errorf("%w; %s not signed", err, path)
 	}
-	if err := writeManifest(path, signed); err != nil {
+	if err := atomicfile.Write(path, signed, 0o644); err != nil {
 		return nil, nil, err
 	}
 	return signed, m, nil
@@ -79,37 +80,4 @@ func (c interruptibleReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
-}
-
-// writeManifest replaces path with b atomically: a crash leaves the old file
-// or the new one, never a torn one.
-func writeManifest(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }
