@@ -1,5 +1,5 @@
 // Command fakeupdater stands in for the updater in the minimal system's boot
-// tests: `boot --health-cmd CMD` runs CMD and exits 0 when it passes, 3 when
+// tests: `boot --health-cmd CMD [--health-timeout D]` runs CMD and exits 0 when it passes, 3 when
 // it fails; `fail N` exits N; anything else prints its arguments.
 package main
 
@@ -14,7 +14,7 @@ import (
 func main() {
 	args := os.Args[1:]
 	switch {
-	case len(args) == 3 && args[0] == "boot" && args[1] == "--health-cmd":
+	case len(args) >= 3 && args[0] == "boot" && args[1] == "--health-cmd":
 		f := strings.Fields(args[2])
 		cmd := exec.Command(f[0], f[1:]...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
