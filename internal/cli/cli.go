@@ -61,7 +61,7 @@ var refusals = []error{
 	manifest.ErrExpired, manifest.ErrNotNewer, manifest.ErrBelowMinSerial, manifest.ErrRollback,
 	manifest.ErrBadVersion, manifest.ErrDoesNotFit, manifest.ErrMismatch,
 	source.ErrExists, source.ErrChanged,
-	chunk.ErrMalformed, chunk.ErrCorrupt, chunk.ErrMismatch,
+	chunk.ErrMalformed, chunk.ErrCorrupt, chunk.ErrMismatch, ErrRefused,
 }
 
 // ExitCode maps an error to the exit code of the command.
@@ -159,3 +159,10 @@ func Progress(w io.Writer, label string) func(done, total int64) {
 		}
 	}
 }
+
+// ErrRefused marks a refusal a command reports that has no sentinel of its
+// own (its text is already printed).
+var ErrRefused = errors.New("refused")
+
+// Refused returns an error that exits with ExitRefused.
+func Refused(reason string) error { return fmt.Errorf("%w: %s", ErrRefused, reason) }

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/twinroot/twinroot/internal/agent"
+	"github.com/twinroot/twinroot/internal/cli"
+	"github.com/twinroot/twinroot/internal/config"
+	"github.com/twinroot/twinroot/internal/source"
+	"github.com/twinroot/twinroot/internal/state"
+)
+
+// DefaultConfig is where the device config lives on a running system: the
+// data partition, mounted at /data, as the installer seeds it.
+const DefaultConfig = "/data/" + config.DataPath
+
+// deviceConfig is the --config and --state-dir pair of the commands that
+// talk to the release channel.
+type deviceConfig struct {
+	path     string
+	stateDir string
+}
+
+func (d *deviceConfig) AddFlags(c *cobra.Command) {
+	c.Flags().StringVar(&d.path, "config", DefaultConfig, "device config (device.yaml)")
+	c.Flags().StringVar(&d.stateDir, "state-dir", "", "updater state directory (default: state_dir of the config)")
+}
+
+func (d *deviceConfig) load() (*config.Config, state.Store, error) {
+	cfg, err := config.Load(d.path)
+	if err != nil {
+		return nil, state.Store{}, err
+	}
+	dir := cfg.StateDir
+	if d.stateDir != "" {
+		dir = d.stateDir
+	}
+	return cfg, state.Store{Dir: dir}, nil
+}
+
+func sourceOptions(cfg *config.Config) source.Options {
+	return source.Options{
+		Endpoint: cfg.Endpoint, Region: cfg.Region,
+		AccessKey: cfg.Credentials.AccessKeyID.Reveal(), SecretKey: cfg.Credentials.SecretAccessKey.Reveal(),
+		SessionToken: cfg.Credentials.SessionToken.Reveal(),
+	}
+}
+
+type checkOptions struct {
+	dev cli.Device
+	cfg deviceConfig
+	out cli.Output
+}
+
+func newCheckCmd() *cobra.Command {
+	var o checkOptions
+	c := &cobra.Command{
+		Use:   "check",
+		Short: "Ask the release channel whether an update applies, and why not when it does not",
+		Long: `check fetches the channel's latest.json with a conditional GET (nothing is
+transferred when it did not change), verifies it with the keys baked into
+the running image and every acceptance rule (signature, channel, expiry,
+serial, anti-rollback floor, bad versions, slot size), and says whether an
+update applies. A refusal is reported with the rule that failed.
+
+Exit 0 when an update is available or the device is up to date, 3 when
+the channel's release is refused.
+
+` + cli.ExitCodesHelp,
+		Example: `  updater check
+  updater check -o json --disk disk.img --running-slot a --config device.yaml --state-dir state/`,
+		Args: cli.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return runCheck(c, o, c.OutOrStdout()) },
+	}
+	o.dev.AddFlags(c.Flags())
+	o.cfg.AddFlags(c)
+	o.out.AddFlags(c.Flags())
+	return c
+}
+
+func runCheck(c *cobra.Command, o checkOptions, w io.Writer) error {
+	if err := o.out.Validate(); err != nil {
+		return err
+	}
+	cfg, st, err := o.cfg.load()
+	if err != nil {
+		return err
+	}
+	d, running, err := o.dev.Open()
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	rel, err := agent.RunningRelease(d, running)
+	if err != nil {
+		return err
+	}
+	src, err := source.Open(c.Context(), cfg.Source, sourceOptions(cfg))
+	if err != nil {
+		return err
+	}
+	ck := agent.Checker{Source: src, Channel: cfg.Channel, Running: rel, SlotSize: d.Layout.Slot(running.Other()).Size, State: st}
+	r, err := ck.Check(c.Context())
+	if err != nil {
+		return err
+	}
+	if o.out.JSON() {
+		if err := cli.WriteJSON(w, r); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(w, "%s: %s\n", r.Outcome, r.Reason)
+	}
+	if r.Outcome == agent.CheckRefused {
+		if r.FirstReport {
+			cli.Logger(os.Stderr, false).Error("release refused", "channel", cfg.Channel, "reason", r.Reason)
+		}
+		return cli.Refused(r.Reason)
+	}
+	return nil
+}

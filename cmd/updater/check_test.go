@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twinroot/twinroot/image"
+	"github.com/twinroot/twinroot/internal/agent"
+	"github.com/twinroot/twinroot/internal/cli"
+	"github.com/twinroot/twinroot/internal/grub"
+	"github.com/twinroot/twinroot/internal/install"
+	"github.com/twinroot/twinroot/internal/keys"
+	"github.com/twinroot/twinroot/internal/partition"
+	"github.com/twinroot/twinroot/internal/release"
+	"github.com/twinroot/twinroot/internal/source"
+)
+
+func buildRelease(t *testing.T, pub, version string, serial uint64) string {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "root")
+	os.MkdirAll(filepath.Join(root, "boot"), 0o755)
+	blob := make([]byte, 512<<10)
+	rand.New(rand.NewSource(int64(serial))).Read(blob)
+	os.WriteFile(filepath.Join(root, "boot/vmlinuz"), blob, 0o644)
+	os.WriteFile(filepath.Join(root, "boot/initrd.img"), []byte(version), 0o644)
+	dir := filepath.Join(t.TempDir(), "v"+version)
+	if _, err := release.Build(context.Background(), release.BuildOptions{Image: image.BuildOptions{Rootfs: root, Trust: []string{pub}, Version: version, Serial: serial}, Out: dir}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestCheckOffline installs a release built by updater build on a disk
+// file, publishes a newer one to a file:// channel, and asks check.
+func TestCheckOffline(t *testing.T) {
+	ctx := context.Background()
+	k, _ := keys.Generate(nil)
+	_, pub, _ := keys.Save(filepath.Join(t.TempDir(), "release"), k)
+	v1 := buildRelease(t, pub, "1.0.0", 1)
+	grubDir := t.TempDir()
+	if err := grub.BuildImages(ctx, grubDir); err != nil {
+		t.Fatal(err)
+	}
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	f, _ := os.Create(disk)
+	f.Truncate(partition.MinDiskSize(32 << 20))
+	f.Close()
+	if _, err := install.Install(ctx, install.Options{Disk: disk, Image: v1, GrubDir: grubDir, SlotSize: 32 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	storeDir := t.TempDir()
+	st, _ := source.OpenStore(ctx, "file://"+storeDir, source.Options{})
+	if _, err := release.Publish(ctx, st, release.PublishOptions{Dir: buildRelease(t, pub, "1.1.0", 2), Channel: "stable", Signers: []*keys.PrivateKey{k}, TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "device.yaml")
+	os.WriteFile(cfg, []byte("source: file://"+storeDir+"\nchannel: stable\n"), 0o600)
+	args := []string{"check", "-o", "json", "--disk", disk, "--running-slot", "a", "--config", cfg, "--state-dir", filepath.Join(t.TempDir(), "state")}
+	out, code := run(t, args...)
+	if code != 0 {
+		t.Fatalf("check: exit %d: %s", code, out)
+	}
+	var r agent.CheckResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if r.Outcome != agent.CheckAvailable || r.Running != "1.0.0" || r.Manifest.Version != "1.1.0" {
+		t.Errorf("check = %+v", r)
+	}
+	// A channel nobody published to is an error naming what is missing.
+	os.WriteFile(cfg, []byte("source: file://"+storeDir+"\nchannel: beta\n"), 0o600)
+	out, code = run(t, args...)
+	if code != cli.ExitError || !strings.Contains(out, "beta/latest.json") {
+		t.Errorf("check on an empty channel: exit %d: %s", code, out)
+	}
+	// Text output: the outcome, then why.
+	os.WriteFile(cfg, []byte("source: file://"+storeDir+"\nchannel: stable\n"), 0o600)
+	if out, code := run(t, "check", "--disk", disk, "--running-slot", "a", "--config", cfg, "--state-dir", filepath.Join(t.TempDir(), "s2")); code != 0 || !strings.HasPrefix(out, "update-available: 1.1.0") {
+		t.Errorf("text check: exit %d: %s", code, out)
+	}
+}
