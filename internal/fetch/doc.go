@@ -1,0 +1,77 @@
+// Package fetch fills the inactive slot with a release streamed from its
+// store: the delta apply engine of `updater apply`.
+//
+// # What is fetched
+//
+// The chunk index (package chunk) names every chunk of the new image by its
+// SHA-256. Apply first cuts the running slot into chunks with the index's
+// own parameters (chunk.Scan): a chunk found there is copied locally, and a
+// chunk that appears earlier in the new image is copied from where it was
+// already written in the target. When the device kept the index the
+// running slot was written from (Options.RunningIndex, same parameters),
+// its entries stand for the scan, which saves reading and chunking the
+// whole running slot; a chunk copied is hashed all the same, and one that
+// is not where it was expected is fetched instead. Only the rest is
+// fetched, with Range requests for its zstd frames; neighbouring frames are coalesced into one
+// request across gaps of at most MaxGap compressed bytes (the gap is read
+// and thrown away: cheaper than another round trip), and no request asks
+// for more than MaxRequest bytes.
+//
+// # One streaming pass
+//
+// Three stages run at once, linked by bounded channels: a fetcher reads the
+// response bodies frame by frame, in chunk order; workers (one per CPU)
+// decompress and hash each frame against the index, or read and hash a
+// local chunk; a writer writes the chunks in order at their offsets. At most
+// 2×workers+2 chunks are in flight, each with one frame buffer and one chunk
+// buffer, so memory stays at a few MiB (with the default 256 KiB chunks)
+// whatever the image size (the final read-back adds one 4 MiB buffer); no
+// stage holds a whole object. A chunk whose bytes do not hash to the index
+// is never written. The scan of the running slot comes before the pass
+// (it decides what to fetch); the one request at a time is streamed.
+//
+// # Errors and retries
+//
+// A transient error (a time-out, a 5xx answer, a reset connection, a
+// truncated body, a request that receives no byte for StallTimeout) is
+// retried after a back-off chosen by Options.Retry, and the request resumes
+// at the first chunk not yet received. A frame that fails its hash is fetched
+// once more on its own (a byte flipped on the wire); if it fails again the
+// object itself is corrupt, and Apply returns an error wrapping
+// chunk.ErrCorrupt that names the chunk and its offsets. A missing object
+// (source.ErrNotFound), a range outside it (source.ErrRange) and a client
+// error (4xx) from an S3 store are permanent and returned at once.
+//
+// # Journal
+//
+// Progress is recorded so that a power cut or a lost connection resumes at
+// the last verified chunk instead of starting over. A journal State holds
+// the SHA-256 of the index's bytes (the identity of the release being
+// written: the manifest signs the same sum), the slot's offset on the disk
+// (so a record for slot A is never taken for slot B), the number of leading
+// chunks that were verified, written and synced, the raw offset where they
+// end, and the image size. The order of writes makes a record true whenever
+// it is read: the target is synced before the journal records the chunks
+// written, and before the first byte of a new release is written the
+// journal is reset to that release with zero chunks. On start, a journal
+// naming the same index and offset resumes after its chunks (they are
+// checked only by the final whole-slot check); any other journal starts
+// over. After the last chunk the whole slot is read back and hashed against
+// the index's image SHA-256; a mismatch resets the journal and returns
+// ErrSlotMismatch. Whoever writes the slot by other means (a local apply)
+// resets the journal first.
+//
+// FileJournal stores a State on the data partition as one JSON object:
+//
+//	{"format":1,"index":"<64 hex digits>","target":1182793728,"chunks":1234,"offset":98765432,"size":134217728}
+//
+// format is 1; index is the lowercase hex SHA-256 of chunks.idx; target is
+// the byte offset of the slot on its disk (Options.TargetOffset); chunks is
+// the count of leading chunks done, offset the raw bytes they cover (0 with
+// chunks 0) and size the raw image size (for progress reports). Unknown
+// fields are refused. A Save writes a temporary file beside the journal,
+// syncs it, renames it over the journal and syncs the directory, so a power
+// cut leaves the old record or the new one, never a torn one. A journal that
+// cannot be parsed (ErrBadJournal) makes Apply start over: that costs only
+// time, as every byte is verified in the end.
+package fetch

@@ -1,0 +1,664 @@
+package fetch
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"github.com/twinroot/twinroot/internal/chunk"
+	"github.com/twinroot/twinroot/internal/source"
+	"github.com/twinroot/twinroot/internal/stream"
+)
+
+// ErrSlotMismatch: the slot, read back after its last chunk, does not hash
+// to the index's image SHA-256. The journal has been reset.
+var ErrSlotMismatch = errors.New("slot does not match the release")
+
+// Defaults of Options.
+const (
+	DefaultMaxGap       = 256 << 10
+	DefaultMaxRequest   = 8 << 20
+	DefaultSyncEvery    = 32 << 20
+	DefaultStallTimeout = 30 * time.Second
+	// syncInterval bounds the time between journal records, so a slow link
+	// loses little on a power cut.
+	syncInterval = 2 * time.Second
+)
+
+// Target is the disk holding the slot being written.
+type Target interface {
+	io.ReaderAt
+	io.WriterAt
+	Sync() error
+}
+
+// Options of Apply. Source, ObjectKey, Index and Target are required.
+type Options struct {
+	Source    source.Source
+	ObjectKey string // <channel>/<version>/slot.img.zst
+	Index     *chunk.Index
+
+	// Running is the running slot, read up to RunningSize (its image size,
+	// or the whole partition); nil or 0 fetches every chunk.
+	Running     io.ReaderAt
+	RunningSize int64
+	// RunningIndex, when set, is the index the running slot was written
+	// from (kept by the device). If its chunker parameters are the new
+	// index's, its entries stand for the scan of the running slot, which
+	// then is not read in full; every chunk copied is still hashed, and
+	// one that does not match is fetched instead.
+	RunningIndex *chunk.Index
+
+	// Target is written from TargetOffset (the slot's start on the disk)
+	// to TargetOffset + Index.Size. The caller checks that the image fits.
+	Target       Target
+	TargetOffset int64
+
+	// Journal records progress; nil keeps none (every run starts over).
+	Journal Journal
+
+	MaxGap       int64         // coalesce requests across gaps up to this (compressed bytes); default 256 KiB, <0 none
+	MaxRequest   int64         // most bytes one request asks for; default 8 MiB
+	SyncEvery    int64         // raw bytes between journal records (and at most 2 s); default 32 MiB
+	StallTimeout time.Duration // a request with no byte for this long is retried; default 30 s
+	Workers      int           // decompress-and-hash goroutines; default GOMAXPROCS
+
+	// Progress, when set, is called at the start and after every chunk
+	// with the raw bytes of the slot done (resumed ones included) and the
+	// image size.
+	Progress func(done, total int64)
+	// Retry is the back-off for transient errors; nil is DefaultRetry. It
+	// may be called from several goroutines at once.
+	Retry RetryFunc
+}
+
+// Stats says where the bytes of an apply came from. Byte counts are raw
+// (uncompressed) except FetchedCompressed.
+type Stats struct {
+	Chunks            int           `json:"chunks"`             // in the index
+	Size              int64         `json:"size"`               // raw image size
+	Resumed           bool          `json:"resumed"`            // the journal let this run skip chunks
+	Skipped           int64         `json:"skipped"`            // written by an earlier run (journal)
+	Reused            int64         `json:"reused"`             // copied from the running slot or from the target itself
+	Fetched           int64         `json:"fetched"`            // of chunks fetched from the source
+	FetchedCompressed int64         `json:"fetched_compressed"` // bytes received from the source: frames, gaps, retried bytes
+	Requests          int64         `json:"requests"`           // Range requests made
+	Retries           int64         `json:"retries"`            // transient failures retried
+	Refetched         int64         `json:"refetched"`          // chunks fetched again after they failed their hash
+	Misses            int64         `json:"misses"`             // chunks not in the running slot where expected, fetched instead
+	Scan              time.Duration `json:"scan_ns"`            // chunking the running slot
+	Verify            time.Duration `json:"verify_ns"`          // reading back the whole slot
+	Elapsed           time.Duration `json:"elapsed_ns"`
+}
+
+// origin says where a chunk's bytes come from.
+type origin struct {
+	kind kind
+	off  int64 // raw offset in the running slot or in the target slot
+}
+
+type kind uint8
+
+const (
+	fromSource  kind = iota
+	fromRunning      // same SHA-256 in the running slot
+	fromTarget       // same SHA-256 earlier in the new image, already written
+)
+
+// counters are the Stats the stages update concurrently.
+type counters struct {
+	reused, fetched, wire, requests, retries, refetched, misses atomic.Int64
+}
+
+// run is one Apply.
+type run struct {
+	o     Options
+	idx   *chunk.Index
+	id    [sha256.Size]byte
+	start int // first chunk this run writes
+	plan  []origin
+	n     counters
+	bufs  chan *buffers
+}
+
+// buffers of one chunk in flight; they grow to the largest chunk seen.
+type buffers struct {
+	frame, data []byte
+}
+
+// job is one chunk on its way to the writer; done is closed when data (or
+// err) is set by a worker.
+type job struct {
+	i    int
+	buf  *buffers
+	data []byte
+	err  error
+	done chan struct{}
+}
+
+// Apply writes the release described by o.Index into the target slot, reusing
+// the chunks the running slot has, resuming from o.Journal, and verifies the
+// whole slot in the end. It returns what it did, also on error.
+func Apply(ctx context.Context, o Options) (st Stats, err error) {
+	began := time.Now()
+	r, err := newRun(o)
+	if err != nil {
+		return Stats{}, err
+	}
+	st = Stats{Chunks: len(r.idx.Chunks), Size: r.idx.Size}
+	defer func() {
+		st.Reused, st.Fetched = r.n.reused.Load(), r.n.fetched.Load()
+		st.FetchedCompressed, st.Requests = r.n.wire.Load(), r.n.requests.Load()
+		st.Retries, st.Refetched, st.Misses = r.n.retries.Load(), r.n.refetched.Load(), r.n.misses.Load()
+		st.Elapsed = time.Since(began)
+	}()
+
+	if err := r.resume(); err != nil {
+		return st, err
+	}
+	if r.start > 0 {
+		st.Resumed = true
+		st.Skipped = r.idx.Chunks[r.start-1].Offset + r.idx.Chunks[r.start-1].Length
+	}
+	if r.o.Progress != nil {
+		r.o.Progress(st.Skipped, r.idx.Size)
+	}
+	if r.start < len(r.idx.Chunks) {
+		t := time.Now()
+		have, err := r.scan(ctx)
+		st.Scan = time.Since(t)
+		if err != nil {
+			return st, err
+		}
+		r.makePlan(have)
+		if err := r.pipeline(ctx); err != nil {
+			return st, err
+		}
+	}
+	t := time.Now()
+	err = r.verify(ctx)
+	st.Verify = time.Since(t)
+	if err != nil {
+		if errors.Is(err, ErrSlotMismatch) {
+			if jerr := r.save(0); jerr != nil {
+				err = fmt.Errorf("%w; reset journal: %v", err, jerr)
+			}
+		}
+		return st, err
+	}
+	return st, nil
+}
+
+func newRun(o Options) (*run, error) {
+	switch {
+	case o.Source == nil || o.ObjectKey == "":
+		return nil, errors.New("fetch: no source or object key")
+	case o.Index == nil:
+		return nil, errors.New("fetch: no chunk index")
+	case o.Target == nil:
+		return nil, errors.New("fetch: no target")
+	case o.TargetOffset < 0 || o.RunningSize < 0:
+		return nil, fmt.Errorf("fetch: negative target offset %d or running size %d", o.TargetOffset, o.RunningSize)
+	}
+	ib, err := o.Index.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	if o.MaxGap == 0 {
+		o.MaxGap = DefaultMaxGap
+	}
+	if o.MaxRequest <= 0 {
+		o.MaxRequest = DefaultMaxRequest
+	}
+	if o.SyncEvery <= 0 {
+		o.SyncEvery = DefaultSyncEvery
+	}
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = DefaultStallTimeout
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.Retry == nil {
+		o.Retry = DefaultRetry
+	}
+	if o.Running == nil {
+		o.RunningSize = 0
+	}
+	return &run{o: o, idx: o.Index, id: sha256.Sum256(ib)}, nil
+}
+
+// resume reads the journal and sets the first chunk to write. Anything but
+// a consistent record of this index starts over, and the journal is reset
+// to this index before the first byte is written.
+func (r *run) resume() error {
+	if r.o.Journal == nil {
+		return nil
+	}
+	s, err := r.o.Journal.Load()
+	if err != nil && !errors.Is(err, ErrBadJournal) {
+		return err
+	}
+	cs := r.idx.Chunks
+	same := err == nil && s.Index == r.id && s.Target == r.o.TargetOffset && s.Size == r.idx.Size
+	if same && s.Chunks > 0 && s.Chunks <= len(cs) &&
+		s.Offset == cs[s.Chunks-1].Offset+cs[s.Chunks-1].Length {
+		r.start = s.Chunks
+		return nil
+	}
+	if same && s.Chunks == 0 {
+		return nil
+	}
+	return r.save(0)
+}
+
+// save records that the first n chunks are on the disk.
+func (r *run) save(n int) error {
+	if r.o.Journal == nil {
+		return nil
+	}
+	s := State{Index: r.id, Target: r.o.TargetOffset, Chunks: n, Size: r.idx.Size}
+	if n > 0 {
+		c := r.idx.Chunks[n-1]
+		s.Offset = c.Offset + c.Length
+	}
+	return r.o.Journal.Save(s)
+}
+
+// scan finds where each chunk still to be written lies in the running
+// slot: from RunningIndex when it was cut with the same parameters, else by
+// chunking the running slot.
+func (r *run) scan(ctx context.Context) (map[[sha256.Size]byte]int64, error) {
+	have := make(map[[sha256.Size]byte]int64)
+	if r.o.RunningSize == 0 {
+		return have, nil
+	}
+	want := make(map[[sha256.Size]byte]bool, len(r.idx.Chunks)-r.start)
+	for _, c := range r.idx.Chunks[r.start:] {
+		want[c.SHA256] = true
+	}
+	found := func(c chunk.Chunk) error {
+		if _, dup := have[c.SHA256]; want[c.SHA256] && !dup && c.Offset+c.Length <= r.o.RunningSize {
+			have[c.SHA256] = c.Offset
+		}
+		return nil
+	}
+	if ri := r.o.RunningIndex; ri != nil && ri.Params == r.idx.Params {
+		for _, c := range ri.Chunks {
+			found(c)
+		}
+		return have, nil
+	}
+	if err := chunk.Scan(ctx, io.NewSectionReader(r.o.Running, 0, r.o.RunningSize), r.idx.Params, found); err != nil {
+		return nil, fmt.Errorf("scan running slot: %w", err)
+	}
+	return have, nil
+}
+
+// makePlan picks the origin of every chunk from start on.
+func (r *run) makePlan(running map[[sha256.Size]byte]int64) {
+	r.plan = make([]origin, len(r.idx.Chunks))
+	written := make(map[[sha256.Size]byte]int64)
+	for i, c := range r.idx.Chunks {
+		if i >= r.start {
+			if off, ok := running[c.SHA256]; ok {
+				r.plan[i] = origin{kind: fromRunning, off: off}
+			} else if off, ok := written[c.SHA256]; ok {
+				r.plan[i] = origin{kind: fromTarget, off: off}
+			}
+		}
+		if _, ok := written[c.SHA256]; !ok {
+			written[c.SHA256] = c.Offset
+		}
+	}
+}
+
+// span is one Range request: chunks first to last, both fetched, with
+// chunks between them that come from elsewhere (their frames are skipped).
+type span struct{ first, last int }
+
+// spans coalesces the fetched chunks from start on into requests.
+func (r *run) spans() []span {
+	var out []span
+	cs := r.idx.Chunks
+	end := func(i int) int64 { return cs[i].CompressedOffset + cs[i].CompressedLength }
+	for i := r.start; i < len(cs); i++ {
+		if r.plan[i].kind != fromSource {
+			continue
+		}
+		if n := len(out); n > 0 {
+			cur := &out[n-1]
+			gap := cs[i].CompressedOffset - end(cur.last)
+			if gap <= max(r.o.MaxGap, 0) && end(i)-cs[cur.first].CompressedOffset <= r.o.MaxRequest {
+				cur.last = i
+				continue
+			}
+		}
+		out = append(out, span{i, i})
+	}
+	return out
+}
+
+// pipeline runs the fetcher, the workers and the writer (doc.go).
+func (r *run) pipeline(ctx context.Context) error {
+	inflight := 2*r.o.Workers + 2
+	r.bufs = make(chan *buffers, inflight)
+	for range inflight {
+		r.bufs <- &buffers{}
+	}
+	order := make(chan *job, inflight)
+	work := make(chan *job)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(order)
+		defer close(work)
+		return r.fetcher(gctx, order, work)
+	})
+	for range r.o.Workers {
+		g.Go(func() error {
+			for j := range work {
+				j.data, j.err = r.prepare(gctx, j)
+				close(j.done)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error { return r.writer(gctx, order) })
+	return g.Wait()
+}
+
+// newJob takes a buffer pair, waiting while the pipeline is full.
+func (r *run) newJob(ctx context.Context, i int) (*job, error) {
+	select {
+	case b := <-r.bufs:
+		return &job{i: i, buf: b, done: make(chan struct{})}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// send hands j to the writer, and to a worker unless the writer copies it
+// from the target itself.
+func (r *run) send(ctx context.Context, j *job, order, work chan<- *job) error {
+	select {
+	case order <- j:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if r.plan[j.i].kind == fromTarget {
+		close(j.done)
+		return nil
+	}
+	select {
+	case work <- j:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// fetcher emits every chunk from start on in order, reading fetched frames
+// from coalesced requests.
+func (r *run) fetcher(ctx context.Context, order, work chan<- *job) error {
+	local := func(i int) error {
+		j, err := r.newJob(ctx, i)
+		if err != nil {
+			return err
+		}
+		return r.send(ctx, j, order, work)
+	}
+	i := r.start
+	for _, sp := range r.spans() {
+		for ; i < sp.first; i++ {
+			if err := local(i); err != nil {
+				return err
+			}
+		}
+		if err := r.fetchSpan(ctx, sp, order, work); err != nil {
+			return err
+		}
+		i = sp.last + 1
+	}
+	for ; i < len(r.idx.Chunks); i++ {
+		if err := local(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fetchSpan reads the frames of one span, reissuing the request from the
+// first chunk not yet received after a transient failure.
+func (r *run) fetchSpan(ctx context.Context, sp span, order, work chan<- *job) error {
+	cs := r.idx.Chunks
+	next, attempt := sp.first, 0
+	for next <= sp.last {
+		// Chunks from elsewhere need no bytes of a new request.
+		for ; r.plan[next].kind != fromSource; next++ {
+			j, err := r.newJob(ctx, next)
+			if err != nil {
+				return err
+			}
+			if err := r.send(ctx, j, order, work); err != nil {
+				return err
+			}
+		}
+		from, to := cs[next].CompressedOffset, cs[sp.last].CompressedOffset+cs[sp.last].CompressedLength
+		body, err := r.openRange(ctx, from, to-from)
+		if err == nil {
+			next, err = r.readSpan(ctx, body, next, sp.last, &attempt, order, work)
+			body.Close()
+		}
+		if err != nil {
+			if err := r.again(ctx, &attempt, err); err != nil {
+				return fmt.Errorf("fetch %s [%d, %d): %w", r.o.ObjectKey, from, to, err)
+			}
+		}
+	}
+	return nil
+}
+
+// readSpan reads chunks next..last from body and returns the first chunk it
+// did not emit.
+func (r *run) readSpan(ctx context.Context, body io.Reader, next, last int, attempt *int, order, work chan<- *job) (int, error) {
+	for ; next <= last; next++ {
+		c := r.idx.Chunks[next]
+		j, err := r.newJob(ctx, next)
+		if err != nil {
+			return next, err
+		}
+		if r.plan[next].kind != fromSource {
+			if err := r.send(ctx, j, order, work); err != nil {
+				return next, err
+			}
+			if _, err := io.CopyN(io.Discard, body, c.CompressedLength); err != nil {
+				return next + 1, err
+			}
+			continue
+		}
+		j.buf.frame = grow(j.buf.frame, c.CompressedLength)
+		if _, err := io.ReadFull(body, j.buf.frame); err != nil {
+			r.bufs <- j.buf
+			return next, err
+		}
+		*attempt = 0
+		if err := r.send(ctx, j, order, work); err != nil {
+			return next, err
+		}
+	}
+	return next, nil
+}
+
+// prepare produces the raw bytes of chunk j.i, checked against the index:
+// read from the running slot, or decompressed from its frame.
+func (r *run) prepare(ctx context.Context, j *job) ([]byte, error) {
+	c := r.idx.Chunks[j.i]
+	where := func() string {
+		return fmt.Sprintf("chunk %d (raw %d+%d, compressed %d+%d)", j.i, c.Offset, c.Length, c.CompressedOffset, c.CompressedLength)
+	}
+	switch o := r.plan[j.i]; o.kind {
+	case fromTarget:
+		return nil, nil // the writer copies it
+	case fromRunning:
+		data := grow(j.buf.data, c.Length)
+		j.buf.data = data
+		if _, err := r.o.Running.ReadAt(data, o.off); err == nil && sha256.Sum256(data) == c.SHA256 {
+			r.n.reused.Add(c.Length)
+			return data, nil
+		}
+		// Not there after all (a read error, or a RunningIndex that does
+		// not describe the running slot): fetched on its own instead.
+		r.n.misses.Add(1)
+		j.buf.frame = grow(j.buf.frame, c.CompressedLength)
+		if err := r.fetchFrame(ctx, j); err != nil {
+			return nil, fmt.Errorf("%s, not found in the running slot: %w", where(), err)
+		}
+	}
+	data, err := chunk.AppendChunk(j.buf.data[:0], c, j.buf.frame)
+	j.buf.data = data[:0]
+	if errors.Is(err, chunk.ErrCorrupt) {
+		// Fetched again on its own: a byte flipped on the wire heals, a
+		// corrupt object fails the same way twice.
+		r.n.refetched.Add(1)
+		if err := r.fetchFrame(ctx, j); err != nil {
+			return nil, fmt.Errorf("%s: fetch again: %w", where(), err)
+		}
+		data, err = chunk.AppendChunk(j.buf.data[:0], c, j.buf.frame)
+		j.buf.data = data[:0]
+		if err != nil {
+			err = fmt.Errorf("%w (fetched twice)", err)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s of %s: %w; not written", where(), r.o.ObjectKey, err)
+	}
+	r.n.fetched.Add(c.Length)
+	return data, nil
+}
+
+// fetchFrame reads the frame of chunk j.i with a request of its own.
+func (r *run) fetchFrame(ctx context.Context, j *job) error {
+	c := r.idx.Chunks[j.i]
+	attempt := 0
+	for {
+		body, err := r.openRange(ctx, c.CompressedOffset, c.CompressedLength)
+		if err == nil {
+			_, err = io.ReadFull(body, j.buf.frame[:c.CompressedLength])
+			body.Close()
+		}
+		if err == nil {
+			return nil
+		}
+		if err := r.again(ctx, &attempt, err); err != nil {
+			return fmt.Errorf("fetch %s [%d, %d): %w", r.o.ObjectKey, c.CompressedOffset, c.CompressedOffset+c.CompressedLength, err)
+		}
+	}
+}
+
+// writer writes the chunks in order and records progress in the journal
+// after syncing the target.
+func (r *run) writer(ctx context.Context, order <-chan *job) error {
+	cs := r.idx.Chunks
+	var unsynced int64
+	lastSave := time.Now()
+	for j := range order {
+		select {
+		case <-j.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if j.err != nil {
+			return j.err
+		}
+		c := cs[j.i]
+		data := j.data
+		if o := r.plan[j.i]; o.kind == fromTarget {
+			var err error
+			if data, err = r.readTarget(j, o.off); err != nil {
+				return err
+			}
+		}
+		if _, err := r.o.Target.WriteAt(data, r.o.TargetOffset+c.Offset); err != nil {
+			return fmt.Errorf("write chunk %d at %d: %w", j.i, r.o.TargetOffset+c.Offset, err)
+		}
+		r.bufs <- j.buf
+		unsynced += c.Length
+		if r.o.Progress != nil {
+			r.o.Progress(c.Offset+c.Length, r.idx.Size)
+		}
+		if last := j.i == len(cs)-1; last || unsynced >= r.o.SyncEvery || time.Since(lastSave) >= syncInterval {
+			if err := r.checkpoint(j.i + 1); err != nil {
+				return err
+			}
+			unsynced, lastSave = 0, time.Now()
+		}
+	}
+	return ctx.Err()
+}
+
+// readTarget reads chunk j.i from where the same bytes were written before.
+func (r *run) readTarget(j *job, off int64) ([]byte, error) {
+	c := r.idx.Chunks[j.i]
+	data := grow(j.buf.data, c.Length)
+	j.buf.data = data
+	if _, err := r.o.Target.ReadAt(data, r.o.TargetOffset+off); err != nil {
+		return nil, fmt.Errorf("chunk %d: read its copy at %d: %w", j.i, r.o.TargetOffset+off, err)
+	}
+	if sha256.Sum256(data) != c.SHA256 {
+		return nil, fmt.Errorf("chunk %d: its copy at %d does not match the index", j.i, r.o.TargetOffset+off)
+	}
+	r.n.reused.Add(c.Length)
+	return data, nil
+}
+
+// checkpoint makes the first n chunks durable, then records them.
+func (r *run) checkpoint(n int) error {
+	if err := r.o.Target.Sync(); err != nil {
+		return fmt.Errorf("sync target: %w", err)
+	}
+	return r.save(n)
+}
+
+// verify reads the whole slot back and compares its SHA-256 with the index.
+// Like stream.Verify it first drops the slot from the page cache when the
+// target is a file or a block device, so the bytes hashed are the disk's;
+// unlike it, it stops when ctx is cancelled (a 2 GiB read-back takes a while).
+func (r *run) verify(ctx context.Context) error {
+	if f, ok := r.o.Target.(interface{ Fd() uintptr }); ok {
+		_ = unix.Fadvise(int(f.Fd()), r.o.TargetOffset, r.idx.Size, unix.FADV_DONTNEED)
+	}
+	h := sha256.New()
+	buf := make([]byte, stream.BufSize)
+	for off := int64(0); off < r.idx.Size; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := min(int64(len(buf)), r.idx.Size-off)
+		if _, err := r.o.Target.ReadAt(buf[:n], r.o.TargetOffset+off); err != nil {
+			return fmt.Errorf("verify slot: read back at %d: %w", r.o.TargetOffset+off, err)
+		}
+		h.Write(buf[:n])
+		off += n
+	}
+	if got := h.Sum(nil); subtle.ConstantTimeCompare(got, r.idx.SHA256[:]) != 1 {
+		return fmt.Errorf("%w: reads back %x, the index says %x", ErrSlotMismatch, got, r.idx.SHA256)
+	}
+	return nil
+}
+
+// grow returns b resized to n bytes, reusing its array when it is big enough.
+func grow(b []byte, n int64) []byte {
+	if int64(cap(b)) < n {
+		return make([]byte, n)
+	}
+	return b[:n]
+}
