@@ -4,41 +4,58 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
+	"github.com/twinroot/twinroot/internal/agent"
 	"github.com/twinroot/twinroot/internal/apply"
 	"github.com/twinroot/twinroot/internal/cli"
+	"github.com/twinroot/twinroot/internal/config"
+	"github.com/twinroot/twinroot/internal/source"
 )
 
 type applyOptions struct {
-	dev  cli.Device
-	out  cli.Output
-	opts apply.Options
+	dev    cli.Device
+	cfg    deviceConfig
+	out    cli.Output
+	opts   apply.Options
+	reboot string
 }
 
 func newApplyCmd() *cobra.Command {
 	var o applyOptions
 	c := &cobra.Command{
-		Use:   "apply --image PATH",
-		Short: "Write a local slot image into the inactive slot and arm it for a trial boot",
-		Long: `apply marks the inactive slot not bootable, writes the image into it while
-hashing it, reads it back to verify it, and arms it for a trial boot. The
-next boot tries it; updater boot commits it when healthy.
+		Use:   "apply [--image PATH]",
+		Short: "Write the channel's newer release (or a local image) into the inactive slot and arm it",
+		Long: `apply checks the release channel of device.yaml and, when a newer release
+passes every rule, writes it into the inactive slot: the slot is marked not
+bootable first, chunks the running slot already has are copied locally and
+the rest fetched with Range requests, progress is journaled so that a power
+cut or a lost connection resumes, the whole slot is verified, and only then
+armed for a trial boot. The reboot follows the config's policy (now, in the
+maintenance window, or at the next boot), or --reboot.
+
+With --image, a local slot image (air-gapped media) is written and armed
+the same way, without the channel.
 
 ` + cli.ExitCodesHelp,
-		Example: `  updater apply --image /media/usb/slot.img --tries 1 && reboot
-  updater apply --image build/v2 --disk disk.img --running-slot a`,
+		Example: `  updater apply
+  updater apply --reboot next-boot
+  updater apply --image /media/usb/slot.img --tries 1 && reboot
+  updater apply --disk disk.img --running-slot a --config device.yaml --state-dir state/`,
 		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return runApply(c, o, c.OutOrStdout()) },
 	}
 	f := c.Flags()
 	o.dev.AddFlags(f)
+	o.cfg.AddFlags(c)
 	o.out.AddFlags(f)
-	f.StringVar(&o.opts.Image, "image", "", "slot image file or build output directory (required)")
-	f.StringVar(&o.opts.ExpectSHA256, "sha256", "", "expected SHA-256 of the image")
-	f.IntVar(&o.opts.Tries, "tries", 1, "trial boots before GRUB falls back (1 to 3)")
-	c.MarkFlagRequired("image")
+	f.StringVar(&o.opts.Image, "image", "", "local slot image file or build output directory instead of the channel")
+	f.StringVar(&o.opts.ExpectSHA256, "sha256", "", "expected SHA-256 of the --image")
+	f.IntVar(&o.opts.Tries, "tries", 0, "trial boots before GRUB falls back, 1 to 3 (default: trial_boots of the config, else 1)")
+	f.StringVar(&o.reboot, "reboot", "", "reboot policy for this run: now, window or next-boot (default: the config's)")
 	return c
 }
 
@@ -51,14 +68,92 @@ func runApply(c *cobra.Command, o applyOptions, w io.Writer) error {
 		return err
 	}
 	defer d.Close()
-	o.opts.Progress = cli.Progress(os.Stderr, "writing slot "+string(running.Other()))
-	r, err := apply.FromFile(c.Context(), d, running, o.opts)
+	progress := cli.Progress(os.Stderr, "writing slot "+string(running.Other()))
+	if o.opts.Image != "" {
+		if o.opts.Tries == 0 {
+			o.opts.Tries = 1
+		}
+		o.opts.Progress = progress
+		r, err := apply.FromFile(c.Context(), d, running, o.opts)
+		if err != nil {
+			return err
+		}
+		if o.out.JSON() {
+			return cli.WriteJSON(w, r)
+		}
+		fmt.Fprintf(w, "slot %s: version %s written and verified (sha256 %s); armed for %d trial boot(s)\n", r.Slot, r.Version, r.SHA256, r.State.Tries)
+		return nil
+	}
+	cfg, st, err := o.cfg.load()
+	if err != nil {
+		return err
+	}
+	if o.opts.Tries == 0 {
+		o.opts.Tries = cfg.TrialBoots
+	}
+	policy := cfg.Reboot.Policy
+	if o.reboot != "" {
+		policy = config.Policy(o.reboot)
+		if policy != config.PolicyNow && policy != config.PolicyWindow && policy != config.PolicyNextBoot {
+			return cli.UsageError{Err: fmt.Errorf("--reboot %q: want now, window or next-boot", o.reboot)}
+		}
+	}
+	rel, err := agent.RunningRelease(d, running)
+	if err != nil {
+		return err
+	}
+	src, err := source.Open(c.Context(), cfg.Source, sourceOptions(cfg))
+	if err != nil {
+		return err
+	}
+	ck := agent.Checker{Source: src, Channel: cfg.Channel, Running: rel, SlotSize: d.Layout.Slot(running.Other()).Size, State: st}
+	cr, err := ck.Check(c.Context())
+	if err != nil {
+		return err
+	}
+	if cr.Outcome != agent.CheckAvailable {
+		if o.out.JSON() {
+			cli.WriteJSON(w, cr)
+		} else {
+			fmt.Fprintf(w, "%s: %s\n", cr.Outcome, cr.Reason)
+		}
+		if cr.Outcome == agent.CheckRefused {
+			return cli.Refused(cr.Reason)
+		}
+		return nil
+	}
+	u := agent.Updater{Disk: d, Running: running, Source: src, Channel: cfg.Channel, Tries: o.opts.Tries, State: st,
+		Progress: progress, Log: cli.Logger(os.Stderr, false)}
+	r, err := u.Apply(c.Context(), cr.Manifest)
 	if err != nil {
 		return err
 	}
 	if o.out.JSON() {
-		return cli.WriteJSON(w, r)
+		cli.WriteJSON(w, r)
+	} else {
+		fmt.Fprintf(w, "slot %s: %s (serial %d) written and verified; fetched %d bytes, reused %d; armed for %d trial boot(s)\n",
+			r.Slot, r.Version, r.Serial, r.Stats.FetchedCompressed, r.Stats.Reused, r.State.Tries)
 	}
-	fmt.Fprintf(w, "slot %s: version %s written and verified (sha256 %s); armed for %d trial boot(s)\n", r.Slot, r.Version, r.SHA256, r.State.Tries)
+	return rebootPer(policy, cfg.Reboot.Window, o.dev.Offline(), w)
+}
+
+// rebootPer reboots into the armed slot as the policy says.
+func rebootPer(policy config.Policy, window config.Window, offline bool, w io.Writer) error {
+	switch {
+	case policy == config.PolicyNextBoot:
+		fmt.Fprintln(w, "the trial boot happens at the next boot")
+		return nil
+	case policy == config.PolicyWindow && !window.Contains(time.Now()):
+		fmt.Fprintf(w, "the trial boot happens in the maintenance window %s (next at %s)\n", window, window.Next(time.Now()).Format(time.RFC3339))
+		return nil
+	case offline:
+		fmt.Fprintln(w, "offline disk: boot it to try the new slot")
+		return nil
+	}
+	fmt.Fprintln(w, "twinroot: rebooting into the trial slot")
+	unix.Sync()
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
+		return fmt.Errorf("reboot: %w", err)
+	}
 	return nil
 }

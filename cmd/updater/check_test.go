@@ -85,3 +85,38 @@ func TestCheckOffline(t *testing.T) {
 		t.Errorf("text check: exit %d: %s", code, out)
 	}
 }
+
+// TestApplyOffline applies the channel's release to a disk file: slot b
+// holds it, armed for the config's trial boots.
+func TestApplyOffline(t *testing.T) {
+	ctx := context.Background()
+	k, _ := keys.Generate(nil)
+	_, pub, _ := keys.Save(filepath.Join(t.TempDir(), "release"), k)
+	v1 := buildRelease(t, pub, "1.0.0", 1)
+	grubDir := t.TempDir()
+	if err := grub.BuildImages(ctx, grubDir); err != nil {
+		t.Fatal(err)
+	}
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	f, _ := os.Create(disk)
+	f.Truncate(partition.MinDiskSize(32 << 20))
+	f.Close()
+	if _, err := install.Install(ctx, install.Options{Disk: disk, Image: v1, GrubDir: grubDir, SlotSize: 32 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	storeDir := t.TempDir()
+	st, _ := source.OpenStore(ctx, "file://"+storeDir, source.Options{})
+	if _, err := release.Publish(ctx, st, release.PublishOptions{Dir: buildRelease(t, pub, "1.1.0", 2), Channel: "stable", Signers: []*keys.PrivateKey{k}, TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "device.yaml")
+	os.WriteFile(cfg, []byte("source: file://"+storeDir+"\ntrial_boots: 2\n"), 0o600)
+	out, code := run(t, "apply", "--disk", disk, "--running-slot", "a", "--config", cfg, "--state-dir", filepath.Join(t.TempDir(), "state"))
+	if code != 0 || !strings.Contains(out, "slot b: 1.1.0 (serial 2) written and verified") || !strings.Contains(out, "armed for 2 trial boot(s)") {
+		t.Fatalf("apply: exit %d: %s", code, out)
+	}
+	out, _ = run(t, "status", "-o", "json", "--disk", disk, "--running-slot", "a")
+	if !strings.Contains(out, `"trial": "b"`) || !strings.Contains(out, `"version": "1.1.0"`) {
+		t.Errorf("status after apply:\n%s", out)
+	}
+}
