@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,12 +11,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/twinroot/twinroot/internal/agent"
+	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/cli"
 	"github.com/twinroot/twinroot/internal/health"
 )
 
 type bootOptions struct {
 	dev      cli.Device
+	cfg      deviceConfig
 	out      cli.Output
 	gate     health.Gate
 	noReboot bool
@@ -31,7 +34,11 @@ func newBootCmd() *cobra.Command {
 every check passes within the deadline the slot is committed; when one
 fails the slot is marked bad and the machine reboots at once into the
 committed slot. After GRUB fell back from a trial that never came up
-(kernel panic, hang), it records the trial slot as bad.
+(kernel panic, hang), it records the trial slot as bad. A version marked
+bad is remembered and never retried automatically; a newer one is.
+
+Then, when the device config exists, it checks the release channel and
+applies a newer release as updater apply does.
 
 ` + cli.ExitCodesHelp,
 		Example: `  updater boot --health-cmd "systemctl is-system-running --wait" --health-timeout 2m`,
@@ -40,6 +47,7 @@ committed slot. After GRUB fell back from a trial that never came up
 	}
 	f := c.Flags()
 	o.dev.AddFlags(f)
+	o.cfg.AddFlags(c)
 	o.out.AddFlags(f)
 	f.StringArrayVar(&o.gate.Commands, "health-cmd", nil, "command that must exit 0 for the trial to pass (repeatable)")
 	f.StringArrayVar(&o.gate.Units, "health-unit", nil, "systemd unit that must be active (repeatable)")
@@ -58,15 +66,37 @@ func runBoot(c *cobra.Command, o bootOptions, w io.Writer) error {
 		return err
 	}
 	defer d.Close()
-	b := agent.Boot{Disk: d, Running: running, Gate: o.gate, Log: cli.Logger(os.Stderr, o.verbose)}
+	log := cli.Logger(os.Stderr, o.verbose)
+	cfg, st, cfgErr := o.cfg.load()
+	b := agent.Boot{Disk: d, Running: running, Gate: o.gate, Log: log}
+	if cfgErr == nil {
+		b.State = &st
+		if len(o.gate.Commands)+len(o.gate.Units) == 0 {
+			b.Gate = health.Gate{Commands: cfg.Health.Commands, Units: cfg.Health.Units, Deadline: cfg.Health.Deadline}
+		}
+	}
 	r, err := b.Run(c.Context())
 	if o.out.JSON() {
 		cli.WriteJSON(w, r)
 	} else if r.Outcome != "" {
 		fmt.Fprintf(w, "twinroot: %s: %s\n", r.Outcome, r.Message)
 	}
-	if err != nil || !r.Reboot {
+	if err != nil {
 		return err
+	}
+	if !r.Reboot {
+		if errors.Is(cfgErr, os.ErrNotExist) {
+			log.Info("no device config: not checking for updates", "config", o.cfg.path)
+			return nil
+		}
+		if cfgErr != nil {
+			return cfgErr
+		}
+		if r.Phase != bootstate.Committed && r.Phase != bootstate.TrialFailed {
+			return nil // a trial is pending or this slot is not the committed one
+		}
+		d.Close()
+		return runApply(c, applyOptions{dev: o.dev, cfg: o.cfg, out: o.out}, w)
 	}
 	if o.noReboot || o.dev.Offline() {
 		return agent.ErrRebootNeeded

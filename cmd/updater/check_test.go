@@ -119,4 +119,15 @@ func TestApplyOffline(t *testing.T) {
 	if !strings.Contains(out, `"trial": "b"`) || !strings.Contains(out, `"version": "1.1.0"`) {
 		t.Errorf("status after apply:\n%s", out)
 	}
+	// The trial boot of b passes its gate and commits; the boot after that
+	// checks the channel and finds b up to date.
+	stateDir := filepath.Join(t.TempDir(), "state2")
+	out, code = run(t, "boot", "--disk", disk, "--running-slot", "b", "--config", cfg, "--state-dir", stateDir, "--health-cmd", "true")
+	if code != 0 || !strings.Contains(out, "committed: slot b passed") {
+		t.Fatalf("trial boot: exit %d: %s", code, out)
+	}
+	out, code = run(t, "boot", "--disk", disk, "--running-slot", "b", "--config", cfg, "--state-dir", stateDir)
+	if code != 0 || !strings.Contains(out, "nothing-to-do") || !strings.Contains(out, "up-to-date") {
+		t.Errorf("boot after commit: exit %d: %s", code, out)
+	}
 }

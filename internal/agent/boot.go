@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/health"
+	"github.com/twinroot/twinroot/internal/state"
 )
 
 // Outcomes of a boot.
@@ -29,7 +31,10 @@ type Boot struct {
 	Disk    *bootstate.Disk
 	Running bootstate.Slot
 	Gate    health.Gate
-	Log     *slog.Logger
+	// State, when set, records the version of a slot marked bad, so the
+	// same version is never retried automatically.
+	State *state.Store
+	Log   *slog.Logger
 }
 
 // Report is what a boot did.
@@ -66,6 +71,9 @@ func (b *Boot) Run(ctx context.Context) (Report, error) {
 		r.Outcome, r.Message = OutcomeUnexpected, fmt.Sprintf("running slot %s, but slot %s is committed and no trial is armed", b.Running, st.Committed)
 	case bootstate.TrialFailed:
 		failed := st.Trial
+		if err := b.recordBad(failed); err != nil {
+			return r, err
+		}
 		if r.After, err = b.Disk.Update(func(s bootstate.State) (bootstate.State, error) { return s.MarkBad(failed) }); err != nil {
 			return r, err
 		}
@@ -82,6 +90,9 @@ func (b *Boot) Run(ctx context.Context) (Report, error) {
 			r.Outcome, r.Message = OutcomeCommitted, fmt.Sprintf("slot %s passed its health check and is committed", b.Running)
 			break
 		}
+		if err := b.recordBad(b.Running); err != nil {
+			return r, err
+		}
 		if r.After, err = b.Disk.Update(func(s bootstate.State) (bootstate.State, error) { return s.MarkBad(b.Running) }); err != nil {
 			return r, err
 		}
@@ -92,4 +103,23 @@ func (b *Boot) Run(ctx context.Context) (Report, error) {
 	}
 	log.Info(r.Message, "outcome", r.Outcome, "slot", b.Running)
 	return r, nil
+}
+
+// recordBad remembers the version in slot as bad before the slot is marked
+// bad, so a power cut in between never loses it.
+func (b *Boot) recordBad(slot bootstate.Slot) error {
+	if b.State == nil {
+		return nil
+	}
+	p := b.Disk.Layout.Slot(slot)
+	info, err := image.Probe(b.Disk.File, p.Start)
+	if err != nil {
+		return nil // nothing readable to remember
+	}
+	version, err := image.ReadVersion(b.Disk.File, p.Start, min(info.Size, p.Size))
+	if err != nil || version == "" {
+		return nil
+	}
+	_, err = b.State.Update(func(s *state.State) { s.MarkBad(version) })
+	return err
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/grub"
+	"github.com/twinroot/twinroot/internal/health"
 	"github.com/twinroot/twinroot/internal/install"
 	"github.com/twinroot/twinroot/internal/keys"
 	"github.com/twinroot/twinroot/internal/manifest"
@@ -102,5 +103,18 @@ func TestUpdate(t *testing.T) {
 	t.Logf("fetched %d of %d compressed bytes (%.1f%%), reused %d raw bytes", r.Stats.FetchedCompressed, cr.Manifest.Image.CompressedSize, 100*frac, r.Stats.Reused)
 	if frac > 0.2 {
 		t.Errorf("fetched %.1f%% of the object for a one-file change", 100*frac)
+	}
+	// The trial of 1.1.0 fails its health gate: the version is remembered
+	// and the channel's 1.1.0 is refused from then on.
+	bt := Boot{Disk: d, Running: partition.B, Gate: health.Gate{Commands: []string{"false"}, Deadline: 100 * time.Millisecond}, State: &stStore}
+	br, err := bt.Run(ctx)
+	if err != nil || br.Outcome != OutcomeMarkedBad {
+		t.Fatalf("Boot = %+v, %v", br, err)
+	}
+	if s, _ := stStore.Load(); !s.IsBad("1.1.0") {
+		t.Errorf("state after a failed trial = %+v, want 1.1.0 bad", s)
+	}
+	if cr, err := ck.Check(ctx); err != nil || cr.Outcome != CheckRefused || !bytes.Contains([]byte(cr.Reason), []byte("failed its trial boot")) {
+		t.Errorf("Check after the failed trial = %+v, %v", cr, err)
 	}
 }
