@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"math/rand"
@@ -88,7 +89,9 @@ func TestCheckOffline(t *testing.T) {
 
 // TestApplyOffline applies the channel's release to a disk file: slot b
 // holds it, armed for the config's trial boots.
-func TestApplyOffline(t *testing.T) {
+// offlineDevice installs 1.0.0 on a disk file and publishes 1.1.0 to a
+// file:// channel that the returned device.yaml names.
+func offlineDevice(t *testing.T) (disk, cfg string) {
 	ctx := context.Background()
 	k, _ := keys.Generate(nil)
 	_, pub, _ := keys.Save(filepath.Join(t.TempDir(), "release"), k)
@@ -97,7 +100,7 @@ func TestApplyOffline(t *testing.T) {
 	if err := grub.BuildImages(ctx, grubDir); err != nil {
 		t.Fatal(err)
 	}
-	disk := filepath.Join(t.TempDir(), "disk.img")
+	disk = filepath.Join(t.TempDir(), "disk.img")
 	f, _ := os.Create(disk)
 	f.Truncate(partition.MinDiskSize(32 << 20))
 	f.Close()
@@ -109,14 +112,25 @@ func TestApplyOffline(t *testing.T) {
 	if _, err := release.Publish(ctx, st, release.PublishOptions{Dir: buildRelease(t, pub, "1.1.0", 2), Channel: "stable", Signers: []*keys.PrivateKey{k}, TTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	cfg := filepath.Join(t.TempDir(), "device.yaml")
+	cfg = filepath.Join(t.TempDir(), "device.yaml")
 	os.WriteFile(cfg, []byte("source: file://"+storeDir+"\ntrial_boots: 2\n"), 0o600)
-	out, code := run(t, "apply", "--disk", disk, "--running-slot", "a", "--config", cfg, "--state-dir", filepath.Join(t.TempDir(), "state"))
+	return disk, cfg
+}
+
+func TestApplyOffline(t *testing.T) {
+	disk, cfg := offlineDevice(t)
+	applyState := filepath.Join(t.TempDir(), "state")
+	out, code := run(t, "apply", "--disk", disk, "--running-slot", "a", "--config", cfg, "--state-dir", applyState)
 	if code != 0 || !strings.Contains(out, "slot b: 1.1.0 (serial 2) written and verified") || !strings.Contains(out, "armed for 2 trial boot(s)") {
 		t.Fatalf("apply: exit %d: %s", code, out)
 	}
-	out, _ = run(t, "status", "-o", "json", "--disk", disk, "--running-slot", "a")
-	if !strings.Contains(out, `"trial": "b"`) || !strings.Contains(out, `"version": "1.1.0"`) {
+	out, _ = run(t, "status", "-o", "json", "--disk", disk, "--running-slot", "a", "--state-dir", applyState)
+	var s status
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if s.Trial != "b" || s.Slots["b"].Version != "1.1.0" || s.Slots["b"].Serial != 2 || s.Slots["a"].Serial != 1 ||
+		s.LastCheck == nil || s.LastCheck.Outcome != agent.CheckAvailable || s.HighestSerial != 2 || s.Apply != nil {
 		t.Errorf("status after apply:\n%s", out)
 	}
 	// The trial boot of b passes its gate and commits; the boot after that
@@ -129,5 +143,27 @@ func TestApplyOffline(t *testing.T) {
 	out, code = run(t, "boot", "--disk", disk, "--running-slot", "b", "--config", cfg, "--state-dir", stateDir)
 	if code != 0 || !strings.Contains(out, "nothing-to-do") || !strings.Contains(out, "up-to-date") {
 		t.Errorf("boot after commit: exit %d: %s", code, out)
+	}
+}
+
+// TestDaemon runs a daemon round against the channel and stops it.
+func TestDaemon(t *testing.T) {
+	disk, cfg := offlineDevice(t)
+	c := newRootCmd()
+	var out bytes.Buffer
+	c.SetOut(&out)
+	c.SetErr(&out)
+	c.SetArgs([]string{"daemon", "--disk", disk, "--running-slot", "a", "--config", cfg, "--state-dir", filepath.Join(t.TempDir(), "state")})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := c.ExecuteContext(ctx); err != nil {
+		t.Fatalf("daemon: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "slot b: 1.1.0 (serial 2) written and verified") {
+		t.Errorf("daemon round:\n%s", out.String())
+	}
+	if time.Since(start) < 4*time.Second {
+		t.Errorf("daemon returned after %v, before its context ended", time.Since(start))
 	}
 }

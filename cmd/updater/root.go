@@ -20,6 +20,6 @@ disk image file: --disk FILE --running-slot a|b.
 ` + cli.ExitCodesHelp,
 	}
 	root.AddCommand(newBootCmd(), newStatusCmd(), newCommitCmd(), newRollbackCmd(), newApplyCmd(),
-		newKeygenCmd(), newSignCmd(), newBuildCmd(), newPublishCmd(), newVerifyCmd(), newCheckCmd())
+		newKeygenCmd(), newSignCmd(), newBuildCmd(), newPublishCmd(), newVerifyCmd(), newCheckCmd(), newDaemonCmd())
 	return cli.Root(root)
 }

@@ -3,18 +3,26 @@ package main
 import (
 	"fmt"
 	"io"
+	"path/filepath"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/twinroot/twinroot/image"
+	"github.com/twinroot/twinroot/internal/agent"
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/cli"
+	"github.com/twinroot/twinroot/internal/config"
+	"github.com/twinroot/twinroot/internal/fetch"
 	"github.com/twinroot/twinroot/internal/partition"
+	"github.com/twinroot/twinroot/internal/state"
 )
 
 type statusOptions struct {
 	dev cli.Device
+	cfg deviceConfig
 	out cli.Output
 }
 
@@ -29,6 +37,7 @@ func newStatusCmd() *cobra.Command {
 		RunE: func(c *cobra.Command, _ []string) error { return runStatus(o, c.OutOrStdout()) },
 	}
 	o.dev.AddFlags(c.Flags())
+	o.cfg.AddFlags(c)
 	o.out.AddFlags(c.Flags())
 	return c
 }
@@ -36,6 +45,7 @@ func newStatusCmd() *cobra.Command {
 type slotStatus struct {
 	State     bootstate.SlotState `json:"state"`
 	Version   string              `json:"version,omitempty"`
+	Serial    uint64              `json:"serial,omitempty"`
 	Running   bool                `json:"running"`
 	Committed bool                `json:"committed"`
 	Trial     bool                `json:"trial"`
@@ -50,6 +60,19 @@ type status struct {
 	Phase     bootstate.Phase       `json:"phase"`
 	Slots     map[string]slotStatus `json:"slots"`
 	NextBoot  bootstate.Slot        `json:"next_boot"`
+	// From the updater state, when the device config or --state-dir names it.
+	LastCheck     *state.Check `json:"last_check,omitempty"`
+	BadVersions   []string     `json:"bad_versions,omitempty"`
+	HighestSerial uint64       `json:"highest_serial,omitempty"`
+	Apply         *applyStatus `json:"apply,omitempty"`
+}
+
+// applyStatus is the progress of an apply, from its journal.
+type applyStatus struct {
+	Slot    bootstate.Slot `json:"slot"`
+	Done    int64          `json:"bytes_done"`
+	Total   int64          `json:"bytes_total"`
+	Percent float64        `json:"percent"`
 }
 
 func runStatus(o statusOptions, w io.Writer) error {
@@ -74,10 +97,12 @@ func runStatus(o statusOptions, w io.Writer) error {
 			p := d.Layout.Slot(slot)
 			if info, err := image.Probe(d.File, p.Start); err == nil {
 				ss.Version, _ = image.ReadVersion(d.File, p.Start, min(info.Size, p.Size))
+				ss.Serial, _ = image.ReadSerial(d.File, p.Start, min(info.Size, p.Size))
 			}
 		}
 		s.Slots[string(slot)] = ss
 	}
+	o.addState(&s, d.Layout)
 	if o.out.JSON() {
 		return cli.WriteJSON(w, s)
 	}
@@ -109,5 +134,44 @@ func runStatus(o statusOptions, w io.Writer) error {
 		}
 		fmt.Fprintf(tw, "slot %s\t%s\tversion %s\t%v\n", slot, ss.State, v, tags)
 	}
+	if s.LastCheck != nil {
+		fmt.Fprintf(tw, "last check\t%s\t%s\t%s\n", s.LastCheck.Time.Format(time.RFC3339), s.LastCheck.Outcome, s.LastCheck.Reason)
+	}
+	if len(s.BadVersions) > 0 {
+		fmt.Fprintf(tw, "bad versions\t%s\n", strings.Join(s.BadVersions, ", "))
+	}
+	if a := s.Apply; a != nil {
+		fmt.Fprintf(tw, "apply\tslot %s %.0f%% (%d of %d bytes)\n", a.Slot, a.Percent, a.Done, a.Total)
+	}
 	return tw.Flush()
+}
+
+// addState adds what the updater state and the apply journal say, when
+// they can be found; status works without them.
+func (o statusOptions) addState(s *status, l partition.Layout) {
+	dir := o.cfg.stateDir
+	if dir == "" {
+		cfg, err := config.Load(o.cfg.path)
+		if err != nil {
+			return
+		}
+		dir = cfg.StateDir
+	}
+	st, err := state.Store{Dir: dir}.Load()
+	if err != nil {
+		return
+	}
+	s.LastCheck, s.BadVersions, s.HighestSerial = st.LastCheck, st.BadVersions, st.HighestSerial
+	j, err := fetch.FileJournal{Path: filepath.Join(dir, agent.JournalFile)}.Load()
+	if err != nil || j.Size == 0 || j.Offset >= j.Size {
+		return
+	}
+	slot := partition.A
+	if j.Target == l.B.Start {
+		slot = partition.B
+	}
+	if s.Slots[string(slot)].State != bootstate.Writing {
+		return // an apply that finished, or one the slot was rewritten after
+	}
+	s.Apply = &applyStatus{Slot: slot, Done: j.Offset, Total: j.Size, Percent: 100 * float64(j.Offset) / float64(j.Size)}
 }

@@ -25,8 +25,8 @@ import (
 
 // Files the updater keeps in its state directory besides state.json.
 const (
-	journalFile = "journal.json"
-	slotIndex   = "slot-%s.idx" // the index a slot was written from, to skip scanning it
+	JournalFile = "journal.json" // progress of an apply (package fetch)
+	slotIndex   = "slot-%s.idx"  // the index a slot was written from, to skip scanning it
 )
 
 // Updater writes a checked release into the inactive slot and arms it.
@@ -94,7 +94,7 @@ func (u *Updater) Apply(ctx context.Context, m *manifest.Manifest) (ApplyResult,
 		Running: io.NewSectionReader(u.Disk.File, runPart.Start, runSize), RunningSize: runSize,
 		RunningIndex: u.runningIndex(),
 		Target:       u.Disk.File, TargetOffset: part.Start,
-		Journal:  fetch.FileJournal{Path: filepath.Join(u.State.Dir, journalFile)},
+		Journal:  fetch.FileJournal{Path: filepath.Join(u.State.Dir, JournalFile)},
 		Progress: u.Progress,
 	})
 	if err != nil {
