@@ -69,5 +69,11 @@ test: deps kernel grub s3-servers vet
 test-short: deps grub s3-servers vet
 	$(GO) test -short -count=1 ./...
 
+# Release pipeline figures on a generated 200 MiB root: updater build beside
+# mksquashfs alone, updater publish beside aws s3 cp to MinIO and versitygw on
+# 127.0.0.1, as ratios of medians (3 to 5 minutes). BENCH_FLAGS="-o json" for machines.
+bench: deps s3-servers
+	$(GO) run ./bench/release $(BENCH_FLAGS)
+
 clean:
 	rm -rf $(BUILD)

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -64,89 +63,13 @@ const startTimeout = 60 * time.Second
 func Start(t testing.TB, kind string) *Server {
 	t.Helper()
 	bin := findBinary(t, kind)
-	dir := t.TempDir()
-	s := &Server{
-		Kind:      kind,
-		Region:    "us-east-1",
-		AccessKey: "twinroot-test",
-		SecretKey: "twinroot-test-secret",
-		Bucket:    "twinroot-test",
-		DataDir:   filepath.Join(dir, "data"),
-		LogFile:   filepath.Join(dir, kind+".log"),
-	}
-	if err := os.MkdirAll(s.DataDir, 0o755); err != nil {
+	s, err := newServer(kind, t.TempDir())
+	if err != nil {
 		t.Fatal(err)
 	}
-	// A free port can be taken by someone else between probe and bind:
-	// try a few.
-	var lastErr error
-	for range 3 {
-		port, err := freePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Endpoint = fmt.Sprintf("http://127.0.0.1:%d", port)
-		if lastErr = s.start(t, bin, port); lastErr == nil {
-			return s
-		}
-	}
-	t.Fatalf("start %s: %v\n%s", kind, lastErr, tail(s.LogFile))
-	return nil
-}
-
-func (s *Server) start(t testing.TB, bin string, port int) error {
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	var cmd *exec.Cmd
-	switch s.Kind {
-	case "minio":
-		console, err := freePort()
-		if err != nil {
-			return err
-		}
-		cmd = exec.Command(bin, "server", "--quiet", "--address", addr,
-			"--console-address", fmt.Sprintf("127.0.0.1:%d", console), s.DataDir)
-		cmd.Env = append(os.Environ(),
-			"MINIO_ROOT_USER="+s.AccessKey,
-			"MINIO_ROOT_PASSWORD="+s.SecretKey,
-			"MINIO_BROWSER=off",
-			"MINIO_UPDATE=off",
-			"MINIO_CALLHOME_ENABLE=off",
-		)
-	case "versitygw":
-		cmd = exec.Command(bin, "--port", addr, "--access", s.AccessKey, "--secret", s.SecretKey,
-			"--region", s.Region, "posix", s.DataDir)
-		cmd.Env = os.Environ()
-	default:
-		return fmt.Errorf("unknown S3 server kind %q (want minio or versitygw)", s.Kind)
-	}
-	log, err := os.OpenFile(s.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	stop, err := s.run(bin)
 	if err != nil {
-		return err
-	}
-	cmd.Stdout, cmd.Stderr = log, log
-	// Its own process group, so a kill reaches nothing but the server.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		log.Close()
-		return fmt.Errorf("start %s: %w", s.Kind, err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait(); log.Close() }()
-	stop := func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	defer cancel()
-	if err := s.createBucket(ctx, exited); err != nil {
-		stop()
-		return err
+		t.Fatalf("start %s: %v\n%s", kind, err, tail(s.LogFile))
 	}
 	t.Cleanup(func() {
 		stop()
@@ -154,7 +77,7 @@ func (s *Server) start(t testing.TB, bin string, port int) error {
 			t.Logf("%s log (tail):\n%s", s.Kind, tail(s.LogFile))
 		}
 	})
-	return nil
+	return s
 }
 
 // createBucket creates the bucket, retrying until the server answers; the
@@ -231,35 +154,18 @@ func AWSBinary() (string, error) {
 	return p, nil
 }
 
-// findBinary looks in GOBIN, GOPATH/bin and PATH.
+// findBinary is FindBinary for a test: a missing server skips it, or
+// fails it under CI.
 func findBinary(t testing.TB, kind string) string {
 	t.Helper()
-	if kind != "minio" && kind != "versitygw" {
-		t.Fatalf("unknown S3 server kind %q (want minio or versitygw)", kind)
+	p, err := FindBinary(kind)
+	if errors.Is(err, ErrNotInstalled) && os.Getenv("CI") == "" {
+		t.Skip(err)
 	}
-	name := kind // the executables are named after the kinds
-	var dirs []string
-	if gobin := goEnv("GOBIN"); gobin != "" {
-		dirs = append(dirs, gobin)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, gp := range filepath.SplitList(goEnv("GOPATH")) {
-		dirs = append(dirs, filepath.Join(gp, "bin"))
-	}
-	for _, d := range dirs {
-		p := filepath.Join(d, name)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p
-		}
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	msg := fmt.Sprintf("%s not installed (looked in %s and PATH): run `make s3-servers`", name, strings.Join(dirs, ", "))
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
+	return p
 }
 
 // goEnv asks the go command, which knows the defaults (GOPATH is ~/go when
