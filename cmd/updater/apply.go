@@ -13,7 +13,6 @@ import (
 	"github.com/twinroot/twinroot/internal/apply"
 	"github.com/twinroot/twinroot/internal/cli"
 	"github.com/twinroot/twinroot/internal/config"
-	"github.com/twinroot/twinroot/internal/source"
 )
 
 type applyOptions struct {
@@ -98,15 +97,10 @@ func runApply(c *cobra.Command, o applyOptions, w io.Writer) error {
 			return cli.UsageError{Err: fmt.Errorf("--reboot %q: want now, window or next-boot", o.reboot)}
 		}
 	}
-	rel, err := agent.RunningRelease(d, running)
+	ck, src, err := newChecker(c.Context(), d, running, cfg, st)
 	if err != nil {
 		return err
 	}
-	src, err := source.Open(c.Context(), cfg.Source, sourceOptions(cfg))
-	if err != nil {
-		return err
-	}
-	ck := agent.Checker{Source: src, Channel: cfg.Channel, Running: rel, SlotSize: d.Layout.Slot(running.Other()).Size, State: st}
 	cr, err := ck.Check(c.Context())
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/twinroot/twinroot/internal/agent"
+	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/cli"
 	"github.com/twinroot/twinroot/internal/config"
 	"github.com/twinroot/twinroot/internal/source"
@@ -48,6 +50,20 @@ func sourceOptions(cfg *config.Config) source.Options {
 		AccessKey: cfg.Credentials.AccessKeyID.Reveal(), SecretKey: cfg.Credentials.SecretAccessKey.Reveal(),
 		SessionToken: cfg.Credentials.SessionToken.Reveal(),
 	}
+}
+
+// newChecker reads what the running slot trusts and opens the config's
+// source.
+func newChecker(ctx context.Context, d *bootstate.Disk, running bootstate.Slot, cfg *config.Config, st state.Store) (*agent.Checker, source.Source, error) {
+	rel, err := agent.RunningRelease(d, running)
+	if err != nil {
+		return nil, nil, err
+	}
+	src, err := source.Open(ctx, cfg.Source, sourceOptions(cfg))
+	if err != nil {
+		return nil, nil, err
+	}
+	return &agent.Checker{Source: src, Channel: cfg.Channel, Running: rel, SlotSize: d.Layout.Slot(running.Other()).Size, State: st}, src, nil
 }
 
 type checkOptions struct {
@@ -95,15 +111,10 @@ func runCheck(c *cobra.Command, o checkOptions, w io.Writer) error {
 		return err
 	}
 	defer d.Close()
-	rel, err := agent.RunningRelease(d, running)
+	ck, _, err := newChecker(c.Context(), d, running, cfg, st)
 	if err != nil {
 		return err
 	}
-	src, err := source.Open(c.Context(), cfg.Source, sourceOptions(cfg))
-	if err != nil {
-		return err
-	}
-	ck := agent.Checker{Source: src, Channel: cfg.Channel, Running: rel, SlotSize: d.Layout.Slot(running.Other()).Size, State: st}
 	r, err := ck.Check(c.Context())
 	if err != nil {
 		return err
