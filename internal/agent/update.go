@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"time"
 
 	"github.com/minio/sha256-simd"
 
@@ -39,6 +40,9 @@ type Updater struct {
 	State    state.Store
 	Progress func(done, total int64)
 	Log      *slog.Logger
+	// StallTimeout and Retry tune package fetch; zero values are its defaults.
+	StallTimeout time.Duration
+	Retry        fetch.RetryFunc
 }
 
 // ApplyResult reports an apply.
@@ -64,6 +68,9 @@ func (u *Updater) Apply(ctx context.Context, m *manifest.Manifest) (ApplyResult,
 	part := u.Disk.Layout.Slot(target)
 	if m.Image.Size > part.Size {
 		return r, fmt.Errorf("%w: image of %s is %d bytes, slot %s is %d; nothing written", manifest.ErrDoesNotFit, m.Version, m.Image.Size, target, part.Size)
+	}
+	if err := os.MkdirAll(u.State.Dir, 0o755); err != nil {
+		return r, fmt.Errorf("updater state: %w", err)
 	}
 	st, err := u.Disk.Load()
 	if err != nil {
@@ -95,7 +102,7 @@ func (u *Updater) Apply(ctx context.Context, m *manifest.Manifest) (ApplyResult,
 		RunningIndex: u.runningIndex(),
 		Target:       u.Disk.File, TargetOffset: part.Start,
 		Journal:  fetch.FileJournal{Path: filepath.Join(u.State.Dir, JournalFile)},
-		Progress: u.Progress,
+		Progress: u.Progress, StallTimeout: u.StallTimeout, Retry: u.Retry,
 	})
 	if err != nil {
 		return r, fmt.Errorf("write slot %s: %w (slot %s stays unbootable; the next run resumes)", target, err, target)
@@ -112,21 +119,36 @@ func (u *Updater) Apply(ctx context.Context, m *manifest.Manifest) (ApplyResult,
 	return r, nil
 }
 
-// index fetches the release's chunk index and checks it against the
-// manifest.
+// index fetches the release's chunk index, retrying transient errors and
+// a body that does not hash right, and checks it against the manifest.
 func (u *Updater) index(ctx context.Context, m *manifest.Manifest) (*chunk.Index, error) {
 	key := path.Join(u.Channel, m.Index.Key)
-	body, _, err := u.Source.Get(ctx, key, "")
-	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", key, err)
+	retry := u.Retry
+	if retry == nil {
+		retry = fetch.DefaultRetry
 	}
-	defer body.Close()
-	b, err := io.ReadAll(io.LimitReader(body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", key, err)
-	}
-	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != m.Index.SHA256 {
-		return nil, fmt.Errorf("%s: %w: SHA-256 %x, manifest says %s; nothing written", key, manifest.ErrMismatch, sum, m.Index.SHA256)
+	var b []byte
+	for attempt := 1; ; attempt++ {
+		var err error
+		b, err = u.getAll(ctx, key)
+		if err == nil && hex.EncodeToString(sha256Sum(b)) != m.Index.SHA256 {
+			err = fmt.Errorf("%s: %w: SHA-256 differs from the manifest's", key, manifest.ErrMismatch)
+		}
+		if err == nil || errors.Is(err, source.ErrNotFound) || ctx.Err() != nil {
+			if err != nil {
+				return nil, err
+			}
+			break
+		}
+		wait, again := retry(attempt, err)
+		if !again {
+			return nil, fmt.Errorf("%w; nothing written", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
 	}
 	idx, err := chunk.ParseIndex(b)
 	if err != nil {
@@ -136,6 +158,24 @@ func (u *Updater) index(ctx context.Context, m *manifest.Manifest) (*chunk.Index
 		return nil, fmt.Errorf("%s: %w: the index describes another image than the manifest; nothing written", key, manifest.ErrMismatch)
 	}
 	return idx, nil
+}
+
+func (u *Updater) getAll(ctx context.Context, key string) ([]byte, error) {
+	body, _, err := u.Source.Get(ctx, key, "")
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", key, err)
+	}
+	defer body.Close()
+	b, err := io.ReadAll(io.LimitReader(body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", key, err)
+	}
+	return b, nil
+}
+
+func sha256Sum(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
 }
 
 // runningIndex is the index the running slot was written from, when kept.

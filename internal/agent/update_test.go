@@ -12,6 +12,7 @@ import (
 
 	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/bootstate"
+	"github.com/twinroot/twinroot/internal/fetch"
 	"github.com/twinroot/twinroot/internal/grub"
 	"github.com/twinroot/twinroot/internal/health"
 	"github.com/twinroot/twinroot/internal/install"
@@ -76,7 +77,8 @@ func TestUpdate(t *testing.T) {
 	if err != nil || cr.Outcome != CheckAvailable {
 		t.Fatalf("Check = %+v, %v", cr, err)
 	}
-	u := Updater{Disk: d, Running: partition.A, Source: st, Channel: "stable", Tries: 1, State: stStore}
+	u := Updater{Disk: d, Running: partition.A, Source: st, Channel: "stable", Tries: 1, State: stStore,
+		Retry: fetch.Backoff(2, time.Millisecond, time.Millisecond)}
 	// An index that does not match the manifest is refused before a byte is written.
 	bad := *cr.Manifest
 	bad.Index.SHA256 = "00" + bad.Index.SHA256[2:]

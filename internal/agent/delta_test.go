@@ -1,0 +1,171 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/twinroot/twinroot/internal/bootstate"
+	"github.com/twinroot/twinroot/internal/keys"
+	"github.com/twinroot/twinroot/internal/partition"
+	"github.com/twinroot/twinroot/internal/release"
+	"github.com/twinroot/twinroot/internal/source"
+	"github.com/twinroot/twinroot/internal/state"
+)
+
+// genDeltaRoot writes a deterministic root filesystem of about 110 MB (the
+// generator of package chunk's TestDelta): incompressible blobs,
+// program-like binaries, text documents and 5000 small configuration
+// files, plus a kernel and an initrd.
+func genDeltaRoot(t testing.TB, dir string, seed uint64) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, 1))
+	write := func(name string, data []byte) {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	random := func(n int) []byte {
+		b := make([]byte, n)
+		for i := 0; i+8 <= n; i += 8 {
+			v := r.Uint64()
+			for k := range 8 {
+				b[i+k] = byte(v >> (8 * k))
+			}
+		}
+		return b
+	}
+	// Short runs from a skewed alphabet with repeats: compresses about 2:1,
+	// like machine code.
+	program := func(n int) []byte {
+		b := make([]byte, 0, n)
+		for len(b) < n {
+			if len(b) > 64 && r.IntN(4) == 0 {
+				start := len(b) - 1 - r.IntN(min(len(b)-1, 4096))
+				b = append(b, b[start:start+min(8+r.IntN(24), len(b)-start)]...)
+				continue
+			}
+			for range 4 + r.IntN(12) {
+				b = append(b, byte(r.IntN(1+r.IntN(256))))
+			}
+		}
+		return b[:n]
+	}
+	words := []string{"the", "system", "update", "slot", "kernel", "package", "config", "service", "data", "boot",
+		"image", "file", "version", "network", "device", "release", "and", "of", "to", "is", "a", "for", "with"}
+	text := func(n int) []byte {
+		b := make([]byte, 0, n+16)
+		for len(b) < n {
+			b = append(b, words[r.IntN(len(words))]...)
+			if r.IntN(12) == 0 {
+				b = append(b, ".\n"...)
+			} else {
+				b = append(b, ' ')
+			}
+		}
+		return b[:n]
+	}
+	write("boot/vmlinuz", random(4<<20))
+	write("boot/initrd.img", program(1<<20))
+	for i := range 21 {
+		write(fmt.Sprintf("usr/lib/firmware/blob%02d.bin", i), random(512<<10+r.IntN(2560<<10)))
+	}
+	for i := range 60 {
+		write(fmt.Sprintf("usr/bin/prog%02d", i), program(64<<10+r.IntN(768<<10)))
+	}
+	for i := range 250 {
+		write(fmt.Sprintf("usr/share/doc/pkg%03d/README", i), text(4<<10+r.IntN(192<<10)))
+	}
+	for i := range 5000 {
+		name := fmt.Sprintf("etc/conf.d/d%02d/f%04d.conf", i/100, i)
+		if i%3 == 0 {
+			write(name, program(64+r.IntN(8<<10)))
+		} else {
+			write(name, text(64+r.IntN(8<<10)))
+		}
+	}
+}
+
+// TestDeltaApply is the delta measurement end to end: two xz
+// builds of a root of more than 100 MB that differ by one small file; the
+// device running the first fetches under 3% of the second's object, and
+// the slot verifies.
+func TestDeltaApply(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two releases of a 100 MB root (about a minute)")
+	}
+	ctx := context.Background()
+	began := time.Now()
+	k, _ := keys.Generate(nil)
+	_, pub, _ := keys.Save(filepath.Join(t.TempDir(), "release"), k)
+	root := filepath.Join(t.TempDir(), "root")
+	genDeltaRoot(t, root, 42)
+	var rootBytes int64
+	filepath.WalkDir(root, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			info, _ := d.Info()
+			rootBytes += info.Size()
+		}
+		return err
+	})
+	if rootBytes < 100<<20 {
+		t.Fatalf("root holds %d bytes, want at least 100 MiB", rootBytes)
+	}
+	v1 := buildRelease(t, root, pub, "1.0.0", 1)
+	if err := os.WriteFile(filepath.Join(root, "etc/conf.d/d25/f2501.conf"), []byte("# changed by the delta test\nanswer = 42\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v2 := buildRelease(t, root, pub, "1.1.0", 2)
+	built := time.Since(began)
+
+	d := installDisk(t, v1, 192<<20)
+	storeDir := t.TempDir()
+	store, err := source.OpenStore(ctx, "file://"+storeDir, source.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := release.Publish(ctx, store, release.PublishOptions{Dir: v2, Channel: "stable", Signers: []*keys.PrivateKey{k}, TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	rel, err := RunningRelease(d, partition.A)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := state.Store{Dir: filepath.Join(t.TempDir(), "state")}
+	ck := Checker{Source: store, Channel: "stable", Running: rel, SlotSize: d.Layout.B.Size, State: st}
+	cr, err := ck.Check(ctx)
+	if err != nil || cr.Outcome != CheckAvailable {
+		t.Fatalf("Check = %+v, %v", cr, err)
+	}
+	u := Updater{Disk: d, Running: partition.A, Source: store, Channel: "stable", Tries: 1, State: st}
+	r, err := u.Apply(ctx, cr.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := cr.Manifest
+	frac := float64(r.Stats.FetchedCompressed) / float64(m.Image.CompressedSize)
+	fmt.Printf("delta: root %.1f MB, xz image %.1f MB, object %.1f MB; one small file changed: fetched %d of %d bytes = %.2f%% in %d requests, reused %.1f MB from slot A; apply %v (scan %v, verify %v), builds %v\n",
+		float64(rootBytes)/1e6, float64(m.Image.Size)/1e6, float64(m.Image.CompressedSize)/1e6,
+		r.Stats.FetchedCompressed, m.Image.CompressedSize, 100*frac, r.Stats.Requests, float64(r.Stats.Reused)/1e6,
+		r.Stats.Elapsed.Round(time.Millisecond), r.Stats.Scan.Round(time.Millisecond), r.Stats.Verify.Round(time.Millisecond), built.Round(time.Second))
+	if frac >= 0.03 {
+		t.Errorf("fetched %.2f%% of the object for a one-file change, want under 3%%", 100*frac)
+	}
+	if want := (bootstate.State{Committed: "a", Trial: "b", Tries: 1, A: bootstate.OK, B: bootstate.OK}); r.State != want {
+		t.Errorf("boot state = %+v, want %+v", r.State, want)
+	}
+	if !slotEquals(t, d, partition.B, v2) {
+		t.Error("slot B differs from the published image")
+	}
+	if b, err := RunningRelease(d, partition.B); err != nil || b.Version != "1.1.0" {
+		t.Errorf("slot B reads as %+v, %v; want 1.1.0", b, err)
+	}
+}

@@ -1,0 +1,36 @@
+// Package faultproxy is a TCP proxy for tests that breaks HTTP traffic the
+// way networks and overloaded stores do, so a client's retries and checks
+// can be proven against a real server (MinIO on 127.0.0.1) instead of a
+// mock.
+//
+// The proxy listens on 127.0.0.1 only and forwards to one upstream address.
+// It reads each HTTP/1.1 request the client sends, and a Policy picks a
+// Fault for it:
+//
+//   - Pass: forwarded untouched.
+//   - Reset: forwarded; after Fault.After bytes of the response body the
+//     client connection is reset (TCP RST, SO_LINGER 0).
+//   - Stall: forwarded; after Fault.After body bytes nothing more is sent
+//     for Fault.For, then the rest follows.
+//   - Truncate: the headers (with the full Content-Length) and Fault.After
+//     body bytes are sent, then the connection is closed (FIN).
+//   - Flip: forwarded with the body byte at Fault.After inverted.
+//   - Status500, Status503: answered by the proxy itself with an S3-style
+//     XML error (InternalError, SlowDown); the upstream never sees the
+//     request and the connection stays open.
+//
+// Fault.After below zero picks the offset at random within the body, once
+// its length is known. A fault that needs a body byte (Reset, Truncate,
+// Flip) is clamped to the body, so a truncated body always misses at least
+// its last byte; on an empty body it counts as a pass.
+//
+// A ConnPolicy picks a Fault per connection instead, counted on every byte
+// the proxy sends back on it (status lines and headers included): the
+// connection is reset, stalled, closed or has one byte flipped at that
+// offset, or has every request answered with a 500 or 503.
+//
+// Faults are deterministic for a given seed and sequence of requests: the
+// policies draw from one random source, seeded by Options.Seed, one request
+// at a time. Counts reports what was done, and Events lists every fault
+// with the request it hit.
+package faultproxy
