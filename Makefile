@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 BUILD := build
 APT_PACKAGES := qemu-system-x86 ovmf grub-pc-bin grub-efi-amd64-bin grub2-common \
-	squashfs-tools dosfstools mtools xorriso gdisk e2fsprogs cpio kmod util-linux awscli
+	squashfs-tools dosfstools mtools xorriso gdisk e2fsprogs cpio kmod util-linux awscli zstd
 GO_TEST_TIMEOUT ?= 80m
 
 .PHONY: all deps kernel grub s3-servers bins image demo test test-short bench vet fmt clean
@@ -72,8 +72,14 @@ test-short: deps grub s3-servers vet
 # Release pipeline figures on a generated 200 MiB root: updater build beside
 # mksquashfs alone, updater publish beside aws s3 cp to MinIO and versitygw on
 # 127.0.0.1, as ratios of medians (3 to 5 minutes). BENCH_FLAGS="-o json" for machines.
+# Then the device side (root: a loop device): updater apply of a 512 MiB image
+# beside each stage alone (GET, zstd -d, SHA-256, dd oflag=direct) and the
+# aws s3 cp | zstd -d | tee >(sha256sum) | dd pipeline, peak RSS for 512 MiB
+# and 2 GiB, bytes of a no-change check. APPLY_BENCH_FLAGS="-sizes 512" skips
+# the 2 GiB image; "-o json" for machines.
 bench: deps s3-servers
 	$(GO) run ./bench/release $(BENCH_FLAGS)
+	$(GO) run ./bench/apply $(APPLY_BENCH_FLAGS)
 
 clean:
 	rm -rf $(BUILD)

@@ -128,6 +128,9 @@ func runApply(c *cobra.Command, o applyOptions, w io.Writer) error {
 		fmt.Fprintf(w, "slot %s: %s (serial %d) written and verified; fetched %d bytes, reused %d; armed for %d trial boot(s)\n",
 			r.Slot, r.Version, r.Serial, r.Stats.FetchedCompressed, r.Stats.Reused, r.State.Tries)
 	}
+	if o.out.JSON() {
+		w = os.Stderr // stdout holds one JSON document
+	}
 	return rebootPer(policy, cfg.Reboot.Window, o.dev.Offline(), w)
 }
 
