@@ -1,7 +1,10 @@
 // Package lab prepares what the QEMU scenarios and the demo boot: the
 // updater built for the guest, minimal reference images by version and
-// variant (built once and cached), disks with twinroot installed, and
-// offline operations on them between boots.
+// variant (built once and cached), signed releases of them for a store
+// (Release, Publish: a signing key generated once per Lab, its public half
+// baked into every release), disks with twinroot installed (Install,
+// InstallRelease with a device config), and offline operations on them
+// between boots.
 package lab
 
 import (
@@ -16,6 +19,7 @@ import (
 	"github.com/twinroot/twinroot/internal/apply"
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/install"
+	"github.com/twinroot/twinroot/internal/keys"
 	"github.com/twinroot/twinroot/internal/partition"
 )
 
@@ -29,8 +33,18 @@ type Lab struct {
 	GrubDir   string
 	Updater   string // static updater binary for the guest
 
-	mu     sync.Mutex
-	images map[string]string
+	mu       sync.Mutex
+	images   map[string]string
+	releases map[string]*releaseBuild
+
+	keyOnce sync.Once
+	key     *keys.PrivateKey
+	keyPub  string
+	keyErr  error
+
+	initOnce sync.Once
+	initBin  string
+	initErr  error
 }
 
 // New returns a Lab working in dir; it builds the updater for the guest

@@ -30,6 +30,13 @@
 // twinroot-<slot> exists, mounts that slot image read-only on
 // /run/twinroot/slot and binds its /usr over the initramfs's, so the updater
 // finds the image's trusted keys and containers where a full system has them.
+// It mounts the ext4 partition labelled twinroot-data read-write on /data,
+// where the updater finds its device config (/data/twinroot/device.yaml) and
+// the state_dir the tests point there; it prints
+// "twinroot-init: data partition <dev> on /data", or that there is none.
+//
+// BuildRoot writes the root of a slot image into a directory instead, for
+// a release build (image.Build) that adds trusted keys and a serial.
 //
 // The console protocol of init, which tests drive through the serial port
 // (setup lines such as "twinroot-init: network ..." come first):

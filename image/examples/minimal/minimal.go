@@ -191,58 +191,19 @@ func sourceDir() string {
 	return ""
 }
 
-// Build writes the slot image: a reproducible squashfs of a root holding
-// /boot/vmlinuz, /boot/initrd.img and /etc/twinroot/version.
+// Build writes the slot image: a reproducible squashfs of the root
+// BuildRoot makes, holding /boot/vmlinuz, /boot/initrd.img and
+// /etc/twinroot/version.
 func Build(ctx context.Context, opts Options, out string) error {
-	opts, err := opts.normalized()
-	if err != nil {
-		return fmt.Errorf("build slot image %s: %w", out, err)
-	}
-	k, err := openKernel(opts.KernelDir)
-	if err != nil {
-		return err
-	}
 	root, err := os.MkdirTemp("", "twinroot-minimal-root-")
 	if err != nil {
 		return fmt.Errorf("build slot image %s: %w", out, err)
 	}
 	defer os.RemoveAll(root)
-	for _, d := range []string{"boot", "etc", "etc/twinroot"} {
-		if err := os.Mkdir(filepath.Join(root, d), 0o755); err != nil {
-			return fmt.Errorf("build slot image %s: %w", out, err)
-		}
-	}
-	vmlinuz, err := os.ReadFile(k.vmlinuz)
-	if err != nil {
+	if err := BuildRoot(ctx, opts, root); err != nil {
 		return fmt.Errorf("build slot image %s: %w", out, err)
 	}
-	files := map[string][]byte{
-		"boot/vmlinuz":         vmlinuz,
-		"etc/twinroot/version": []byte(opts.Version + "\n"),
-	}
-	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(root, name), b, 0o644); err != nil {
-			return fmt.Errorf("build slot image %s: %w", out, err)
-		}
-	}
-	if err := BuildInitramfs(ctx, opts, filepath.Join(root, "boot", "initrd.img")); err != nil {
-		return err
-	}
-	// MkdirTemp makes the root 0700 and the umask shapes the rest: fix every
-	// mode, since mksquashfs stores them.
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		mode := fs.FileMode(0o644)
-		if d.IsDir() {
-			mode = 0o755
-		}
-		return os.Chmod(p, mode)
-	})
-	if err != nil {
-		return fmt.Errorf("build slot image %s: %w", out, err)
-	}
+	opts, _ = opts.normalized() // BuildRoot checked them
 
 	tmp := out + ".tmp"
 	os.Remove(tmp)
@@ -256,6 +217,59 @@ func Build(ctx context.Context, opts Options, out string) error {
 	if err := os.Rename(tmp, out); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("build slot image %s: %w", out, err)
+	}
+	return nil
+}
+
+// BuildRoot writes the root of the minimal system into dir (created if
+// missing, and expected empty): /boot/vmlinuz, /boot/initrd.img and
+// /etc/twinroot/version, every directory 0755 and every file 0644. It is
+// what Build squashes, and what a release build (image.Build with its
+// Rootfs, which adds the trusted keys and the serial) takes as the root.
+func BuildRoot(ctx context.Context, opts Options, dir string) error {
+	opts, err := opts.normalized()
+	if err != nil {
+		return fmt.Errorf("build root %s: %w", dir, err)
+	}
+	k, err := openKernel(opts.KernelDir)
+	if err != nil {
+		return err
+	}
+	for _, d := range []string{"", "boot", "etc", "etc/twinroot"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return fmt.Errorf("build root %s: %w", dir, err)
+		}
+	}
+	vmlinuz, err := os.ReadFile(k.vmlinuz)
+	if err != nil {
+		return fmt.Errorf("build root %s: %w", dir, err)
+	}
+	files := map[string][]byte{
+		"boot/vmlinuz":         vmlinuz,
+		"etc/twinroot/version": []byte(opts.Version + "\n"),
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			return fmt.Errorf("build root %s: %w", dir, err)
+		}
+	}
+	if err := BuildInitramfs(ctx, opts, filepath.Join(dir, "boot", "initrd.img")); err != nil {
+		return err
+	}
+	// A temporary directory is 0700 and the umask shapes the rest: fix
+	// every mode, since mksquashfs stores them.
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		mode := fs.FileMode(0o644)
+		if d.IsDir() {
+			mode = 0o755
+		}
+		return os.Chmod(p, mode)
+	})
+	if err != nil {
+		return fmt.Errorf("build root %s: %w", dir, err)
 	}
 	return nil
 }

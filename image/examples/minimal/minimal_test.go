@@ -308,3 +308,50 @@ func run(t *testing.T, name string, args ...string) string {
 	}
 	return string(b)
 }
+
+// TestBuildRoot checks that BuildRoot writes the root Build squashes, with
+// the modes mksquashfs will store, into a directory a release build takes.
+func TestBuildRoot(t *testing.T) {
+	kdir := kernelDir(t)
+	ctx := context.Background()
+	opts := Options{KernelDir: kdir, Version: "3.1.0", Variant: Unhealthy, Init: testInit(t)}
+	root := filepath.Join(t.TempDir(), "root")
+	if err := BuildRoot(ctx, opts, root); err != nil {
+		t.Fatalf("BuildRoot: %v", err)
+	}
+	img := filepath.Join(t.TempDir(), "slot.img")
+	if err := Build(ctx, opts, img); err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	squashed := filepath.Join(t.TempDir(), "x")
+	run(t, "unsquashfs", "-d", squashed, img)
+	var got []string
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		got = append(got, rel+" "+fi.Mode().String())
+		if !d.IsDir() && !bytes.Equal(readFile(t, p), readFile(t, filepath.Join(squashed, rel))) {
+			t.Errorf("/%s differs between BuildRoot and Build", rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		". drwxr-xr-x", "boot drwxr-xr-x", "boot/initrd.img -rw-r--r--", "boot/vmlinuz -rw-r--r--",
+		"etc drwxr-xr-x", "etc/twinroot drwxr-xr-x", "etc/twinroot/version -rw-r--r--",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("BuildRoot tree (-want +got):\n%s", diff)
+	}
+	if got, want := string(readFile(t, filepath.Join(root, "etc", "twinroot", "version"))), "3.1.0\n"; got != want {
+		t.Errorf("/etc/twinroot/version = %q, want %q", got, want)
+	}
+}

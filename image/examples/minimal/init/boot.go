@@ -54,6 +54,11 @@ func pid1(s *system) int {
 	} else if msg != "" {
 		s.printf("%s", msg)
 	}
+	if msg, err := mountData("/sys/class/block", s.data); err != nil {
+		s.printf("data partition: %v", err)
+	} else {
+		s.printf("%s", msg)
+	}
 
 	if !s.start() {
 		return 1
@@ -285,6 +290,32 @@ func mountSlot(slot string) (string, error) {
 		msg += ", /usr bound"
 	}
 	return msg, nil
+}
+
+// DataLabel is the GPT name of the data partition.
+const DataLabel = "twinroot-data"
+
+// mountData mounts the data partition (ext4, labelled DataLabel) read-write
+// on dir, where the updater finds the device config and keeps its state
+// (/data/twinroot/device.yaml, state_dir). Without one, the updater runs
+// without a config and only finishes trial boots.
+func mountData(classBlock, dir string) (string, error) {
+	dev, err := partitionByLabel(classBlock, DataLabel)
+	if err != nil {
+		return "", err
+	}
+	if dev == "" {
+		return fmt.Sprintf("no data partition (%s): nothing mounted on %s", DataLabel, dir), nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	// An unclean power-off leaves the journal to replay; the kernel does
+	// that at mount time.
+	if _, err := mount.Mount("/dev/"+dev, dir, "ext4", "", unix.MS_NOATIME|unix.MS_NODEV); err != nil {
+		return "", fmt.Errorf("mount %s (%s) on %s: %w", dev, DataLabel, dir, err)
+	}
+	return fmt.Sprintf("data partition %s on %s", dev, dir), nil
 }
 
 // partitionByLabel finds the block device whose GPT partition name is label.

@@ -23,6 +23,7 @@ type system struct {
 	etc     string // directory holding version and variant
 	updater string // the updater binary
 	self    string // this program, as the health command names it
+	data    string // where the data partition is mounted; "" = not mounted (tests)
 
 	in  io.Reader // the console
 	out io.Writer // the console
@@ -37,6 +38,7 @@ func newSystem() *system {
 		etc:     "/etc/twinroot",
 		updater: "/bin/updater",
 		self:    "/init",
+		data:    "/data",
 		in:      os.Stdin,
 		out:     os.Stdout,
 		reboot:  unix.Reboot,
@@ -160,6 +162,11 @@ func (s *system) run(args ...string) int {
 // failed (or, in tests, was replaced).
 func (s *system) shutdown(cmd int) int {
 	unix.Sync()
+	if s.data != "" {
+		// A clean file system for whoever reads the disk next; busy or
+		// not mounted is fine, the sync above already wrote it.
+		unix.Unmount(s.data, 0)
+	}
 	if err := s.reboot(cmd); err != nil {
 		s.printf("reboot(%#x): %v", cmd, err)
 		return 1

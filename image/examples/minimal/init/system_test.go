@@ -202,3 +202,15 @@ func TestPartitionByLabel(t *testing.T) {
 		}
 	}
 }
+
+func TestMountDataAbsent(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "vda3", "uevent"), "DEVTYPE=partition\nPARTN=3\nPARTNAME=twinroot-a\n")
+	msg, err := mountData(dir, filepath.Join(t.TempDir(), "data"))
+	if err != nil {
+		t.Fatalf("mountData without a data partition: %v", err)
+	}
+	if !strings.Contains(msg, "no data partition (twinroot-data)") {
+		t.Errorf("mountData without a data partition = %q, want it to say so", msg)
+	}
+}
