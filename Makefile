@@ -48,9 +48,10 @@ image: kernel bins
 	$(GO) run ./image/examples/minimal/cmd/build-minimal --kernel-dir $(BUILD)/kernel \
 		--updater $(BUILD)/bin/updater --version 1.0.0 --variant ok --out $(BUILD)/minimal-v1.img
 
-# Installs the minimal system on a disk image and boots it through a trial
-# of slot B and a fallback, printing a timeline.
-demo: kernel grub bins
+# MinIO on 127.0.0.1 as the release store; the minimal system v1 installed
+# on a disk image takes v2 from it at boot and commits it, then takes a v3
+# whose health check fails and falls back to v2; printed as a timeline.
+demo: kernel grub bins s3-servers
 	$(GO) run ./qemu/cmd/demo --kernel-dir $(BUILD)/kernel --grub-dir $(BUILD)/grub \
 		--updater $(BUILD)/bin/updater --work $(BUILD)/demo
 

@@ -39,6 +39,10 @@ func (d *demo) boot(ctx context.Context, what string) (*boot, error) {
 		Name:     fmt.Sprintf("boot-%d", b.n),
 		Firmware: d.o.Firmware,
 		Drives:   []qemu.Drive{{Path: d.disk}},
+		// One QEMU per boot: a guest reboot ends it, and the next boot
+		// gets a fresh guestfwd stream (QEMU connects it once, at start).
+		NoReboot: true,
+		NetDev:   "user,id=n,restrict=on," + d.fwd.GuestFwd(guestStore),
 		Log:      log,
 	})
 	if err != nil {
@@ -139,9 +143,9 @@ func (b *boot) grubChoice(what, want string, wrong ...string) error {
 }
 
 // identity waits for init's identity line.
-func (b *boot) identity(slot, version string) error {
-	want := fmt.Sprintf(`twinroot-init: slot=%s version=%s variant=ok`, slot, regexp.QuoteMeta(version))
-	return b.expectQuote(fmt.Sprintf("v%s is up from slot %s", version, strings.ToUpper(slot)), want, `twinroot-init: slot=`)
+func (b *boot) identity(slot string, r *release) error {
+	want := fmt.Sprintf(`twinroot-init: slot=%s version=%s variant=%s`, slot, regexp.QuoteMeta(r.version), r.variant)
+	return b.expectQuote(fmt.Sprintf("v%s is up from slot %s", r.version, strings.ToUpper(slot)), want, `twinroot-init: slot=`)
 }
 
 func (b *boot) ready() error {
@@ -176,6 +180,15 @@ func (b *boot) status() error {
 		if l = strings.TrimSpace(l); l != "" && l != "run status" {
 			b.d.quote(l)
 		}
+	}
+	return nil
+}
+
+// rebooted waits for QEMU to exit after the guest rebooted itself (QEMU
+// runs with -no-reboot).
+func (b *boot) rebooted() error {
+	if err := b.vm.Wait(b.d.o.StepTimeout); err != nil {
+		return fmt.Errorf("boot %d: the guest rebooted but QEMU did not end cleanly within %v (%v); console in %s", b.n, b.d.o.StepTimeout, err, b.d.show(b.log))
 	}
 	return nil
 }

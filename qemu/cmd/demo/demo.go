@@ -13,9 +13,19 @@ import (
 	"github.com/twinroot/twinroot/image/examples/minimal"
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/partition"
+	"github.com/twinroot/twinroot/internal/s3test"
+	"github.com/twinroot/twinroot/internal/source"
 	"github.com/twinroot/twinroot/qemu"
 	"github.com/twinroot/twinroot/qemu/lab"
 )
+
+// guestStore is where the guest finds MinIO: QEMU's guestfwd turns a
+// connection to this address into one to the lab forwarder, which sends it
+// on to MinIO on the host's 127.0.0.1.
+const guestStore = "10.0.2.100:9000"
+
+// storePrefix is the folder of the bucket the demo publishes to.
+const storePrefix = "fleet"
 
 type options struct {
 	KernelDir, GrubDir, Updater, Work string
@@ -42,14 +52,32 @@ func (o options) validate() error {
 // release is one version of the minimal system the story uses.
 type release struct {
 	version string
+	serial  uint64
 	variant minimal.Variant
-	image   string
+
+	done chan struct{} // closed when the build below has finished
+	dir  string        // release build output (see lab.Release)
+	err  error
+}
+
+// what tells a newcomer how the release behaves at boot.
+func (r *release) what() string {
+	switch r.variant {
+	case minimal.Unhealthy:
+		return "boots, but its health check fails"
+	case minimal.Panic:
+		return "its init exits at once, so the kernel panics"
+	}
+	return "boots and passes its health check"
 }
 
 // demo holds the story's state and prints its timeline.
 type demo struct {
 	o     options
 	lab   *lab.Lab
+	s3    *s3test.Server
+	store source.Store
+	fwd   *lab.Forwarder
 	disk  string
 	out   io.Writer
 	start time.Time
@@ -80,80 +108,157 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}
 	d := &demo{o: o, out: out, start: time.Now()}
 	d.cwd, _ = os.Getwd()
-	d.say("twinroot demo: an A/B disk under QEMU (firmware %s, TCG), work directory %s", o.Firmware, d.show(o.Work))
+	d.say("twinroot demo: an A/B disk under QEMU (firmware %s, TCG) updating itself from MinIO; work directory %s", o.Firmware, d.show(o.Work))
 	var err error
 	if d.lab, err = lab.New(ctx, o.Work, o.KernelDir, o.GrubDir, o.Updater); err != nil {
 		return err
 	}
-	v1 := &release{version: "1.0.0", variant: minimal.OK}
-	v2 := &release{version: "2.0.0", variant: minimal.OK}
-	v3 := &release{version: "3.0.0", variant: minimal.Panic}
+
+	v1 := &release{version: "1.0.0", serial: 1, variant: minimal.OK}
+	v2 := &release{version: "2.0.0", serial: 2, variant: minimal.OK}
+	v3 := &release{version: "3.0.0", serial: 3, variant: minimal.Unhealthy}
+	// Every release starts building at once: v3 finishes while the first
+	// guests boot.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	for _, r := range []*release{v1, v2, v3} {
-		if r.image, err = d.lab.Image(ctx, r.version, r.variant); err != nil {
-			return err
-		}
-		fi, err := os.Stat(r.image)
-		if err != nil {
-			return err
-		}
-		what := "boots and passes its health check"
-		if r.variant == minimal.Panic {
-			what = "its init exits at once, so the kernel panics"
-		}
-		d.say("built slot image v%s (%s, %.1f MB): %s", r.version, r.variant, float64(fi.Size())/1e6, what)
+		r.done = make(chan struct{})
+		go func() {
+			defer close(r.done)
+			r.dir, r.err = d.lab.Release(ctx, r.version, r.serial, r.variant)
+		}()
 	}
+	// Let the builds end before the work directory is left alone.
+	defer func() {
+		cancel()
+		for _, r := range []*release{v1, v2, v3} {
+			<-r.done
+		}
+	}()
 
-	d.disk = filepath.Join(o.Work, "disk.img")
-	if err := d.lab.Install(ctx, d.disk, v1.version); err != nil {
-		return fmt.Errorf("install v%s on %s: %w", v1.version, d.disk, err)
+	stop, err := d.startStore(ctx)
+	if err != nil {
+		return err
 	}
-	d.say("installed v%s on a fresh disk image %s: GPT, GRUB for BIOS and UEFI, slot A committed, slot B empty", v1.version, d.show(d.disk))
+	defer stop()
 
-	if err := d.firstBoot(ctx); err != nil {
+	if err := d.built(v1); err != nil {
 		return err
 	}
-	if err := d.update(ctx); err != nil {
+	if err := d.install(ctx, v1); err != nil {
 		return err
 	}
-	if err := d.fallback(ctx); err != nil {
+	if err := d.publish(ctx, v2); err != nil {
 		return err
 	}
-	d.say("done: v%s runs from slot B; v%s in slot A panicked and is marked bad, so it is never tried again", v2.version, v3.version)
+	if err := d.update(ctx, v1, v2); err != nil {
+		return err
+	}
+	if err := d.publish(ctx, v3); err != nil {
+		return err
+	}
+	if err := d.fallback(ctx, v2, v3); err != nil {
+		return err
+	}
+	d.say("done: v%s runs from slot B, committed; v%s failed its trial in slot A, is recorded bad and is never fetched again", v2.version, v3.version)
 	d.say("console logs: %s", d.show(filepath.Join(o.Work, "boot-*.console.log")))
 	return nil
 }
 
-// firstBoot boots the fresh install.
-func (d *demo) firstBoot(ctx context.Context) error {
-	b, err := d.boot(ctx, "the fresh install")
+// startStore starts MinIO on 127.0.0.1 with an empty bucket (a fresh data
+// directory each run, so the channel starts empty) and the forwarder the
+// guests reach it through.
+func (d *demo) startStore(ctx context.Context) (stop func(), err error) {
+	dir := filepath.Join(d.o.Work, "minio")
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("clear %s: %w", dir, err)
+	}
+	s3, stopS3, err := s3test.Launch("minio", dir)
 	if err != nil {
-		return err
+		if errors.Is(err, s3test.ErrNotInstalled) {
+			return nil, fmt.Errorf("%w: run `make s3-servers`", err)
+		}
+		return nil, err
 	}
-	defer b.close()
-	if err := b.grubChoice("GRUB boots the committed slot A", `twinroot: booting slot a \(committed\)`, `twinroot: booting slot b`); err != nil {
-		return err
+	d.s3 = s3
+	d.store, err = source.OpenStore(ctx, s3.URL(storePrefix), source.Options{
+		Endpoint: s3.Endpoint, Region: s3.Region, AccessKey: s3.AccessKey, SecretKey: s3.SecretKey})
+	if err == nil {
+		d.fwd, err = lab.Forward(s3.Endpoint)
 	}
-	if err := b.identity("a", "1.0.0"); err != nil {
-		return err
+	if err != nil {
+		stopS3()
+		return nil, err
 	}
-	if err := b.expectQuote("updater boot finds nothing to finish", `twinroot: nothing-to-do:`, `twinroot: (committed|marked-bad|fell-back|unknown-slot):`); err != nil {
-		return err
-	}
-	if err := b.status(); err != nil {
-		return err
-	}
-	return b.poweroff()
+	d.say("MinIO is the release store: %s on %s (log %s)", s3.URL(storePrefix), s3.Endpoint, d.show(s3.LogFile))
+	d.say("the guests reach it as http://%s: QEMU user networking, restricted, one guestfwd to a forwarder on 127.0.0.1:%d", guestStore, d.fwd.Port())
+	return func() {
+		d.fwd.Close()
+		stopS3()
+	}, nil
 }
 
-// update stages v2.0.0 into slot B, boots its trial and reboots into it.
-func (d *demo) update(ctx context.Context) error {
-	r, err := d.lab.Stage(ctx, d.disk, partition.A, "2.0.0", minimal.OK, 1)
-	if err != nil {
-		return fmt.Errorf("stage v2.0.0 into slot B: %w", err)
+// built waits for the release build of r and says what it is.
+func (d *demo) built(r *release) error {
+	<-r.done
+	if r.err != nil {
+		return r.err
 	}
-	d.say("wrote v%s into slot %s offline (as `updater apply` does) and verified it: sha256 %.16s…", r.Version, upper(r.Slot), r.SHA256)
-	d.say("slot %s armed for one trial boot; slot %s stays committed", upper(r.Slot), upper(r.State.Committed))
+	fi, err := os.Stat(filepath.Join(r.dir, "slot.img.zst"))
+	if err != nil {
+		return fmt.Errorf("release %s: %w", r.version, err)
+	}
+	d.say("built release v%s (serial %d, %s variant, %.1f MB compressed): %s", r.version, r.serial, r.variant, float64(fi.Size())/1e6, r.what())
+	return nil
+}
 
+// install puts r on a fresh disk with a device.yaml on its data partition.
+func (d *demo) install(ctx context.Context, r *release) error {
+	cfg := filepath.Join(d.o.Work, "device.yaml")
+	yaml := fmt.Sprintf(`source: %s
+endpoint: http://%s
+region: %s
+credentials:
+  access_key_id: %s
+  secret_access_key: %s
+channel: %s
+reboot:
+  policy: now
+trial_boots: 1
+state_dir: /data/twinroot/state
+`, d.s3.URL(storePrefix), guestStore, d.s3.Region, d.s3.AccessKey, d.s3.SecretKey, lab.Channel)
+	// Credentials: not readable by group or others, or the updater refuses it.
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		return fmt.Errorf("device config: %w", err)
+	}
+	d.disk = filepath.Join(d.o.Work, "disk.img")
+	if err := d.lab.InstallRelease(ctx, d.disk, r.dir, cfg); err != nil {
+		return err
+	}
+	d.say("installed v%s on a fresh disk image %s: GPT, GRUB for BIOS and UEFI, slot A committed, slot B empty", r.version, d.show(d.disk))
+	d.say("the data partition holds %s: store %s via http://%s, channel %q, reboot now, 1 trial boot", d.show(cfg), d.s3.URL(storePrefix), guestStore, lab.Channel)
+	return nil
+}
+
+// publish signs r with the demo's key and uploads it to the channel.
+func (d *demo) publish(ctx context.Context, r *release) error {
+	if err := d.built(r); err != nil {
+		return err
+	}
+	p, err := d.lab.Publish(ctx, d.store, r.dir)
+	if err != nil {
+		return err
+	}
+	d.say("published v%s to channel %q: %d objects, %.1f MB, latest.json last (signed with a key made for this demo, trusted by every image)", r.version, lab.Channel, len(p.Objects), float64(p.Bytes)/1e6)
+	return nil
+}
+
+// update boots the installed old release: it finds next in the store,
+// writes it into slot B and reboots into its trial, which commits it.
+func (d *demo) update(ctx context.Context, old, next *release) error {
+	if err := d.takeUpdate(ctx, "the fresh install", "a", old, next); err != nil {
+		return err
+	}
 	b, err := d.boot(ctx, "the trial of slot B")
 	if err != nil {
 		return err
@@ -162,23 +267,10 @@ func (d *demo) update(ctx context.Context) error {
 	if err := b.grubChoice("GRUB boots slot B as a trial (it saves \"0 tries left\" before the kernel starts)", `twinroot: booting slot b \(trial, 0 tries left\)`, `twinroot: booting slot a`); err != nil {
 		return err
 	}
-	if err := b.identity("b", "2.0.0"); err != nil {
+	if err := b.identity("b", next); err != nil {
 		return err
 	}
 	if err := b.expectQuote("updater boot runs the health check and commits slot B", `twinroot: committed: slot b`, `twinroot: (nothing-to-do|marked-bad|fell-back|unknown-slot|trial-pending):`); err != nil {
-		return err
-	}
-	if err := b.ready(); err != nil {
-		return err
-	}
-	d.say("rebooting (sent `reboot` on the console)")
-	if err := b.vm.Send("reboot"); err != nil {
-		return err
-	}
-	if err := b.grubChoice("GRUB boots slot B again: it is committed now", `twinroot: booting slot b \(committed\)`, `twinroot: booting slot a`); err != nil {
-		return err
-	}
-	if err := b.identity("b", "2.0.0"); err != nil {
 		return err
 	}
 	if err := b.status(); err != nil {
@@ -197,35 +289,91 @@ func (d *demo) update(ctx context.Context) error {
 	return nil
 }
 
-// fallback stages the panicking v3.0.0 into slot A and boots it.
-func (d *demo) fallback(ctx context.Context) error {
-	r, err := d.lab.Stage(ctx, d.disk, partition.B, "3.0.0", minimal.Panic, 1)
-	if err != nil {
-		return fmt.Errorf("stage v3.0.0 into slot A: %w", err)
+// takeUpdate is one boot of the committed slot running old: updater boot
+// finds next in the store, writes it into the other slot and reboots into
+// its trial.
+func (d *demo) takeUpdate(ctx context.Context, what, slot string, old, next *release) error {
+	other := "b"
+	if slot == "b" {
+		other = "a"
 	}
-	d.say("wrote v%s (panic variant) into slot %s and verified it; armed for one trial boot", r.Version, upper(r.Slot))
-
-	b, err := d.boot(ctx, "the trial of slot A, which will panic")
+	b, err := d.boot(ctx, what)
 	if err != nil {
 		return err
 	}
 	defer b.close()
+	if err := b.grubChoice(fmt.Sprintf("GRUB boots the committed slot %s", strings.ToUpper(slot)), fmt.Sprintf(`twinroot: booting slot %s \(committed\)`, slot), `twinroot: booting slot `+other); err != nil {
+		return err
+	}
+	if err := b.identity(slot, old); err != nil {
+		return err
+	}
+	if err := b.expectQuote("updater boot finds no trial to finish", `twinroot: nothing-to-do:`, `twinroot: (committed|marked-bad|fell-back|unknown-slot):`); err != nil {
+		return err
+	}
+	want := fmt.Sprintf(`slot %s: %s \(serial %d\) written and verified`, other, strings.ReplaceAll(next.version, ".", `\.`), next.serial)
+	if err := b.expectQuote(fmt.Sprintf("it checks the store, finds v%s and streams it into slot %s (chunks the running slot has are copied, not fetched), verifies it and arms one trial", next.version, strings.ToUpper(other)),
+		want, `twinroot-init: updater boot exit=`, `^(refused|up-to-date):`); err != nil {
+		return err
+	}
+	if err := b.expectQuote("and reboots into it (reboot policy: now)", `twinroot: rebooting into the trial slot`, `twinroot-init: updater boot exit=`); err != nil {
+		return err
+	}
+	return b.rebooted()
+}
+
+// fallback has the device on good take bad: bad's trial fails its health
+// check, so the slot is marked bad and the device goes back to good, which
+// then refuses bad without fetching it.
+func (d *demo) fallback(ctx context.Context, good, bad *release) error {
+	if err := d.takeUpdate(ctx, "powered on again", "b", good, bad); err != nil {
+		return err
+	}
+
+	b, err := d.boot(ctx, "the trial of slot A, whose health check will fail")
+	if err != nil {
+		return err
+	}
 	if err := b.grubChoice("GRUB boots slot A as a trial (0 tries left saved first)", `twinroot: booting slot a \(trial, 0 tries left\)`, `twinroot: booting slot b`); err != nil {
+		b.close()
 		return err
 	}
-	if err := b.expectQuote("v3.0.0 starts and gives up", `twinroot-init: slot=a version=3\.0\.0 variant=panic`, `twinroot-init: slot=`); err != nil {
+	steps := []struct{ what, want string }{
+		{"updater boot runs the health check: it fails, so slot A is marked bad", `twinroot: marked-bad: slot a`},
+		{"and it reboots at once into the committed slot B", `twinroot: rebooting`},
+	}
+	err = b.identity("a", bad)
+	for _, s := range steps {
+		if err != nil {
+			break
+		}
+		err = b.expectQuote(s.what, s.want, `twinroot: committed:`, `twinroot-init: ready`)
+	}
+	if err == nil {
+		err = b.rebooted()
+	}
+	b.close()
+	if err != nil {
 		return err
 	}
-	if err := b.expectQuote("the kernel panics and reboots (panic=5 on the command line)", `Kernel panic - not syncing`, `twinroot-init: ready`); err != nil {
+
+	b, err = d.boot(ctx, "the fallback")
+	if err != nil {
 		return err
 	}
-	if err := b.grubChoice("GRUB falls back to the committed slot B by itself: slot A has no tries left", `twinroot: booting slot b \(committed\)`, `twinroot: booting slot a`); err != nil {
+	defer b.close()
+	if err := b.grubChoice("GRUB boots the committed slot B: slot A is bad", `twinroot: booting slot b \(committed\)`, `twinroot: booting slot a`); err != nil {
 		return err
 	}
-	if err := b.identity("b", "2.0.0"); err != nil {
+	if err := b.identity("b", good); err != nil {
 		return err
 	}
-	if err := b.expectQuote("updater boot sees the failed trial and marks slot A bad", `twinroot: fell-back: trial of slot a`, `twinroot: (nothing-to-do|committed|marked-bad|unknown-slot|trial-pending):`); err != nil {
+	if err := b.expectQuote("updater boot finds no trial to finish", `twinroot: nothing-to-do:`, `twinroot: (committed|marked-bad|fell-back|unknown-slot):`); err != nil {
+		return err
+	}
+	refused := fmt.Sprintf(`refused: .*%s failed its trial boot here before`, strings.ReplaceAll(bad.version, ".", `\.`))
+	if err := b.expectQuote(fmt.Sprintf("it checks the store again: v%s is still the latest and is refused; its image is not fetched again", bad.version),
+		refused, `written and verified`, `twinroot: rebooting`); err != nil {
 		return err
 	}
 	if err := b.status(); err != nil {
@@ -233,6 +381,9 @@ func (d *demo) fallback(ctx context.Context) error {
 	}
 	if err := b.poweroff(); err != nil {
 		return err
+	}
+	if con := b.vm.Console(); strings.Contains(con, "written and verified") || strings.Contains(con, "twinroot: rebooting") {
+		return fmt.Errorf("boot %d: the boot after the fallback wrote a slot or rebooted; console in %s", b.n, d.show(b.log))
 	}
 	st, err := lab.State(d.disk)
 	if err != nil {
@@ -251,5 +402,3 @@ func (d *demo) show(path string) string {
 	}
 	return path
 }
-
-func upper(s partition.Slot) string { return strings.ToUpper(string(s)) }
