@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/twinroot/twinroot/internal/cli"
+	"github.com/twinroot/twinroot/internal/config"
 	"github.com/twinroot/twinroot/internal/install"
 	"github.com/twinroot/twinroot/internal/partition"
 )
@@ -63,9 +63,9 @@ func runInstall(c *cobra.Command, o installOptions, in io.Reader, w io.Writer) e
 	if err := o.out.Validate(); err != nil {
 		return err
 	}
-	size, err := parseSize(o.slotSize)
+	size, err := config.ParseSize(strings.ToUpper(strings.TrimSpace(o.slotSize)))
 	if err != nil {
-		return cli.UsageError{Err: err}
+		return cli.UsageError{Err: fmt.Errorf("--slot-size %q: want a size like 512M or 2G", o.slotSize)}
 	}
 	o.opts.SlotSize = size
 	if o.opts.GrubDir == "" {
@@ -128,21 +128,4 @@ func findGrubDir() string {
 		}
 	}
 	return "build/grub"
-}
-
-func parseSize(s string) (int64, error) {
-	s = strings.TrimSpace(strings.ToUpper(s))
-	mult := int64(1)
-	for suffix, m := range map[string]int64{"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40} {
-		if strings.HasSuffix(s, suffix) || strings.HasSuffix(s, suffix+"IB") || strings.HasSuffix(s, suffix+"B") {
-			mult = m
-			s = strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(s, "IB"), "B"), suffix)
-			break
-		}
-	}
-	var n int64
-	if _, err := fmt.Sscan(s, &n); err != nil || n <= 0 {
-		return 0, errors.New("invalid size: want a number with an optional K, M, G or T suffix")
-	}
-	return n * mult, nil
 }

@@ -40,27 +40,8 @@ func buildRelease(t *testing.T, pub, version string, serial uint64) string {
 // TestCheckOffline installs a release built by updater build on a disk
 // file, publishes a newer one to a file:// channel, and asks check.
 func TestCheckOffline(t *testing.T) {
-	ctx := context.Background()
-	k, _ := keys.Generate(nil)
-	_, pub, _ := keys.Save(filepath.Join(t.TempDir(), "release"), k)
-	v1 := buildRelease(t, pub, "1.0.0", 1)
-	grubDir := t.TempDir()
-	if err := grub.BuildImages(ctx, grubDir); err != nil {
-		t.Fatal(err)
-	}
-	disk := filepath.Join(t.TempDir(), "disk.img")
-	f, _ := os.Create(disk)
-	f.Truncate(partition.MinDiskSize(32 << 20))
-	f.Close()
-	if _, err := install.Install(ctx, install.Options{Disk: disk, Image: v1, GrubDir: grubDir, SlotSize: 32 << 20}); err != nil {
-		t.Fatal(err)
-	}
-	storeDir := t.TempDir()
-	st, _ := source.OpenStore(ctx, "file://"+storeDir, source.Options{})
-	if _, err := release.Publish(ctx, st, release.PublishOptions{Dir: buildRelease(t, pub, "1.1.0", 2), Channel: "stable", Signers: []*keys.PrivateKey{k}, TTL: time.Hour}); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(t.TempDir(), "device.yaml")
+	disk, cfg := offlineDevice(t)
+	storeDir := strings.TrimPrefix(strings.SplitN(readFile(t, cfg), "\n", 2)[0], "source: file://")
 	os.WriteFile(cfg, []byte("source: file://"+storeDir+"\nchannel: stable\n"), 0o600)
 	args := []string{"check", "-o", "json", "--disk", disk, "--running-slot", "a", "--config", cfg, "--state-dir", filepath.Join(t.TempDir(), "state")}
 	out, code := run(t, args...)
@@ -166,4 +147,13 @@ func TestDaemon(t *testing.T) {
 	if time.Since(start) < 4*time.Second {
 		t.Errorf("daemon returned after %v, before its context ended", time.Since(start))
 	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/bootstate"
+	"github.com/twinroot/twinroot/internal/config"
 	"github.com/twinroot/twinroot/internal/grub"
 	"github.com/twinroot/twinroot/internal/partition"
 	"github.com/twinroot/twinroot/internal/stream"
@@ -228,10 +229,11 @@ func formatData(ctx context.Context, disk *os.File, part partition.Part, cfg []b
 	}
 	defer os.RemoveAll(seed)
 	if cfg != nil {
-		if err := os.MkdirAll(filepath.Join(seed, "twinroot"), 0o755); err != nil {
+		dst := filepath.Join(seed, config.DataPath)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(seed, "twinroot", "device.yaml"), cfg, 0o600); err != nil {
+		if err := os.WriteFile(dst, cfg, 0o600); err != nil {
 			return err
 		}
 	}
