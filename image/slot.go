@@ -81,14 +81,23 @@ func Open(path string) (*os.File, Info, error) {
 	return f, info, nil
 }
 
-// ReadFile reads one file from the squashfs image at [off, off+size) of r.
-func ReadFile(r *os.File, off, size int64, name string) ([]byte, error) {
+// Files reads files from a squashfs slot image whose tables are read once,
+// for callers that need several files of one image.
+type Files struct{ fs *squashfs.FileSystem }
+
+// OpenFiles reads the squashfs image at [off, off+size) of r.
+func OpenFiles(r *os.File, off, size int64) (*Files, error) {
 	fs, err := squashfs.Read(file.New(r, true), size, off, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read squashfs: %w", err)
 	}
+	return &Files{fs: fs}, nil
+}
+
+// ReadFile reads one file of the image.
+func (f *Files) ReadFile(name string) ([]byte, error) {
 	// go-diskfs wants paths relative to the root.
-	fh, err := fs.OpenFile(strings.TrimPrefix(name, "/"), os.O_RDONLY)
+	fh, err := f.fs.OpenFile(strings.TrimPrefix(name, "/"), os.O_RDONLY)
 	if err != nil {
 		return nil, fmt.Errorf("open %s in image: %w", name, err)
 	}
@@ -96,16 +105,11 @@ func ReadFile(r *os.File, off, size int64, name string) ([]byte, error) {
 	return io.ReadAll(fh)
 }
 
-// ReadDirFiles reads every regular file of one directory of the squashfs
-// image at [off, off+size) of r, by name; a missing directory gives an
-// empty map.
-func ReadDirFiles(r *os.File, off, size int64, dir string) (map[string][]byte, error) {
-	fs, err := squashfs.Read(file.New(r, true), size, off, 0)
-	if err != nil {
-		return nil, fmt.Errorf("read squashfs: %w", err)
-	}
+// DirFiles reads every regular file of one directory, by name; a missing
+// directory gives an empty map.
+func (f *Files) DirFiles(dir string) (map[string][]byte, error) {
 	rel := strings.Trim(dir, "/")
-	ents, err := fs.ReadDir(rel)
+	ents, err := f.fs.ReadDir(rel)
 	if err != nil {
 		return map[string][]byte{}, nil
 	}
@@ -114,12 +118,7 @@ func ReadDirFiles(r *os.File, off, size int64, dir string) (map[string][]byte, e
 		if !e.Type().IsRegular() {
 			continue
 		}
-		fh, err := fs.OpenFile(rel+"/"+e.Name(), os.O_RDONLY)
-		if err != nil {
-			return nil, fmt.Errorf("open %s/%s in image: %w", dir, e.Name(), err)
-		}
-		b, err := io.ReadAll(fh)
-		fh.Close()
+		b, err := f.ReadFile(rel + "/" + e.Name())
 		if err != nil {
 			return nil, err
 		}
@@ -128,10 +127,19 @@ func ReadDirFiles(r *os.File, off, size int64, dir string) (map[string][]byte, e
 	return out, nil
 }
 
-// ReadSerial returns /etc/twinroot/serial of the image at off in r (0 when
-// the image has none: built before serials existed).
-func ReadSerial(r *os.File, off, size int64) (uint64, error) {
-	b, err := ReadFile(r, off, size, SerialFile)
+// Version returns the image's /etc/twinroot/version.
+func (f *Files) Version() (string, error) {
+	b, err := f.ReadFile(VersionFile)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// Serial returns the image's /etc/twinroot/serial (0 when the image has
+// none: built before serials existed).
+func (f *Files) Serial() (uint64, error) {
+	b, err := f.ReadFile(SerialFile)
 	if err != nil {
 		return 0, nil
 	}
@@ -142,11 +150,40 @@ func ReadSerial(r *os.File, off, size int64) (uint64, error) {
 	return n, nil
 }
 
+// ReadFile reads one file from the squashfs image at [off, off+size) of r.
+func ReadFile(r *os.File, off, size int64, name string) ([]byte, error) {
+	f, err := OpenFiles(r, off, size)
+	if err != nil {
+		return nil, err
+	}
+	return f.ReadFile(name)
+}
+
+// ReadDirFiles reads every regular file of one directory of the squashfs
+// image at [off, off+size) of r, by name; a missing directory gives an
+// empty map.
+func ReadDirFiles(r *os.File, off, size int64, dir string) (map[string][]byte, error) {
+	f, err := OpenFiles(r, off, size)
+	if err != nil {
+		return nil, err
+	}
+	return f.DirFiles(dir)
+}
+
+// ReadSerial returns /etc/twinroot/serial of the image at off in r.
+func ReadSerial(r *os.File, off, size int64) (uint64, error) {
+	f, err := OpenFiles(r, off, size)
+	if err != nil {
+		return 0, nil
+	}
+	return f.Serial()
+}
+
 // ReadVersion returns /etc/twinroot/version of the image at off in r.
 func ReadVersion(r *os.File, off, size int64) (string, error) {
-	b, err := ReadFile(r, off, size, "/etc/twinroot/version")
+	f, err := OpenFiles(r, off, size)
 	if err != nil {
 		return "", err
 	}
-	return strings.TrimSpace(string(b)), nil
+	return f.Version()
 }

@@ -96,8 +96,10 @@ func runStatus(o statusOptions, w io.Writer) error {
 		if ss.State != bootstate.Empty && ss.State != bootstate.Writing {
 			p := d.Layout.Slot(slot)
 			if info, err := image.Probe(d.File, p.Start); err == nil {
-				ss.Version, _ = image.ReadVersion(d.File, p.Start, min(info.Size, p.Size))
-				ss.Serial, _ = image.ReadSerial(d.File, p.Start, min(info.Size, p.Size))
+				if f, err := image.OpenFiles(d.File, p.Start, min(info.Size, p.Size)); err == nil {
+					ss.Version, _ = f.Version()
+					ss.Serial, _ = f.Serial()
+				}
 			}
 		}
 		s.Slots[string(slot)] = ss

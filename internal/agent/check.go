@@ -42,17 +42,21 @@ func RunningRelease(d *bootstate.Disk, slot bootstate.Slot) (Release, error) {
 		return Release{}, fmt.Errorf("slot %s: %w", slot, err)
 	}
 	size := min(info.Size, p.Size)
-	var r Release
-	r.Version, _ = image.ReadVersion(d.File, p.Start, size)
-	if r.Serial, err = image.ReadSerial(d.File, p.Start, size); err != nil {
+	files, err := image.OpenFiles(d.File, p.Start, size)
+	if err != nil {
 		return Release{}, fmt.Errorf("slot %s: %w", slot, err)
 	}
-	files, err := image.ReadDirFiles(d.File, p.Start, size, image.TrustedDir)
+	var r Release
+	r.Version, _ = files.Version()
+	if r.Serial, err = files.Serial(); err != nil {
+		return Release{}, fmt.Errorf("slot %s: %w", slot, err)
+	}
+	trusted, err := files.DirFiles(image.TrustedDir)
 	if err != nil {
 		return Release{}, fmt.Errorf("slot %s: %w", slot, err)
 	}
 	var pubs []keys.PublicKey
-	for name, b := range files {
+	for name, b := range trusted {
 		if filepath.Ext(name) != ".pub" {
 			continue
 		}
