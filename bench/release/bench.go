@@ -1,31 +1,28 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/twinroot/twinroot/bench/internal/harness"
 	"github.com/twinroot/twinroot/internal/s3test"
+	"github.com/twinroot/twinroot/internal/testroot"
 )
 
 type options struct {
+	harness.Common
 	SizeMB    int64
 	Seed      uint64
 	BuildRuns int
 	Runs      int
 	Servers   []string
-	Updater   string
-	Work      string
-	Output    string
 }
 
 func (o options) validate() error {
@@ -34,8 +31,6 @@ func (o options) validate() error {
 		return fmt.Errorf("-size %d: want at least 1 MiB", o.SizeMB)
 	case o.BuildRuns < 1 || o.Runs < 1:
 		return fmt.Errorf("-build-runs %d, -runs %d: want at least 1 each", o.BuildRuns, o.Runs)
-	case o.Output != "text" && o.Output != "json":
-		return fmt.Errorf("-o %q: want text or json", o.Output)
 	}
 	for _, s := range o.Servers {
 		if !slices.Contains(s3test.Kinds, s) {
@@ -56,7 +51,9 @@ type Report struct {
 
 // RootReport describes the generated root.
 type RootReport struct {
-	RootStats
+	Seed      uint64  `json:"seed"`
+	Files     int     `json:"files"`
+	Bytes     int64   `json:"bytes"`
 	GenerateS float64 `json:"generate_s"`
 }
 
@@ -102,23 +99,6 @@ type PublishReport struct {
 	Verified bool `json:"verified"`
 }
 
-// buildResult is the part of `updater build -o json` the bench reads.
-type buildResult struct {
-	Chunks   int `json:"chunks"`
-	Manifest struct {
-		Image struct {
-			Size           int64 `json:"size"`
-			CompressedSize int64 `json:"compressed_size"`
-		} `json:"image"`
-	} `json:"manifest"`
-}
-
-// publishResult is the part of `updater publish -o json` the bench reads.
-type publishResult struct {
-	Bytes   int64    `json:"bytes"`
-	Objects []string `json:"objects"`
-}
-
 // compression is updater build's default; mksquashfsArgs must stay the
 // flags image.Build passes mksquashfs for it.
 const compression = "xz"
@@ -140,30 +120,20 @@ type bench struct {
 }
 
 func run(ctx context.Context, o options, log io.Writer) (rep Report, err error) {
-	b := &bench{o: o, log: log, work: o.Work}
-	start := time.Now()
-	defer func() {
-		if err == nil {
-			b.logf("done in %s", time.Since(start).Round(time.Second))
-		}
-	}()
-	if b.work == "" {
-		if b.work, err = os.MkdirTemp("", "twinroot-bench-"); err != nil {
-			return rep, err
-		}
-		defer os.RemoveAll(b.work)
-	} else if err := os.MkdirAll(b.work, 0o755); err != nil {
+	b := &bench{o: o, log: log}
+	if err := harness.NeedTools("mksquashfs"); err != nil {
 		return rep, err
-	}
-	for _, tool := range []string{"mksquashfs"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return rep, fmt.Errorf("%s not found: run make deps", tool)
-		}
 	}
 	if _, err := s3test.AWSBinary(); err != nil {
 		return rep, err
 	}
-	if err := b.prepare(ctx, &rep); err != nil {
+	env, remove, err := harness.Prepare(ctx, o.Common, "twinroot-bench-", b.logf)
+	if err != nil {
+		return rep, err
+	}
+	defer remove()
+	b.work, b.updater, b.key, b.pub = env.Work, env.Updater, env.Key, env.Pub
+	if rep.Root, err = b.generate(); err != nil {
 		return rep, err
 	}
 	if rep.Build, rep.Image, err = b.measureBuild(ctx); err != nil {
@@ -179,42 +149,16 @@ func run(ctx context.Context, o options, log io.Writer) (rep Report, err error) 
 	return rep, nil
 }
 
-// prepare builds the updater (unless given), generates the root and the
-// release key.
-func (b *bench) prepare(ctx context.Context, rep *Report) error {
-	b.updater = b.o.Updater
-	if b.updater == "" {
-		b.updater = filepath.Join(b.work, "updater")
-		b.logf("building the updater into %s", b.updater)
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", b.updater, "github.com/twinroot/twinroot/cmd/updater")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go build ./cmd/updater (run from the repository, or give -updater): %v\n%s", err, out)
-		}
-	}
+// generate writes the root to build.
+func (b *bench) generate() (RootReport, error) {
 	b.root = filepath.Join(b.work, "root")
 	if err := os.RemoveAll(b.root); err != nil {
-		return err
+		return RootReport{}, err
 	}
 	b.logf("generating a %d MiB root (seed %d) in %s", b.o.SizeMB, b.o.Seed, b.root)
 	start := time.Now()
-	st, err := GenerateRoot(b.root, b.o.SizeMB<<20, b.o.Seed)
-	if err != nil {
-		return err
-	}
-	rep.Root = RootReport{RootStats: st, GenerateS: time.Since(start).Seconds()}
-
-	keys := filepath.Join(b.work, "keys")
-	if err := os.RemoveAll(keys); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(keys, 0o700); err != nil {
-		return err
-	}
-	name := filepath.Join(keys, "release")
-	b.key, b.pub = name+".key", name+".pub"
-	_, err = b.run(ctx, nil, b.updater, "keygen", "--out", name)
-	return err
+	st, err := testroot.Sized(b.o.Seed, b.o.SizeMB<<20).Write(b.root)
+	return RootReport{Seed: b.o.Seed, Files: st.Files, Bytes: st.Bytes, GenerateS: time.Since(start).Seconds()}, err
 }
 
 // measureBuild times updater build and mksquashfs alone on the same root,
@@ -246,15 +190,15 @@ func (b *bench) measureBuild(ctx context.Context) (BuildReport, ImageReport, err
 			func() error {
 				b.logf("build %d/%d: updater build", i+1, b.o.BuildRuns)
 				start := time.Now()
-				stdout, err := b.run(ctx, nil, b.updater, "build", "--rootfs", b.root, "--trust", b.pub,
+				stdout, err := harness.Command(ctx, nil, b.updater, "build", "--rootfs", b.root, "--trust", b.pub,
 					"--version", "1.0.0", "--serial", "1", "--compression", compression, "--out", out, "-o", "json")
 				rep.UpdaterS = append(rep.UpdaterS, time.Since(start).Seconds())
 				if err != nil {
 					return err
 				}
-				var r buildResult
-				if err := json.Unmarshal(stdout, &r); err != nil {
-					return fmt.Errorf("updater build -o json: %w", err)
+				r, err := harness.BuildOutput(stdout)
+				if err != nil {
+					return err
 				}
 				if img.Chunks == 0 {
 					img = ImageReport{SlotBytes: r.Manifest.Image.Size, ObjectBytes: r.Manifest.Image.CompressedSize, Chunks: r.Chunks}
@@ -289,7 +233,7 @@ func (b *bench) measureBuild(ctx context.Context) (BuildReport, ImageReport, err
 		}
 		rep.Reproducible = &same
 	}
-	rep.UpdaterMed, rep.MksqMed = median(rep.UpdaterS), median(rep.MksquashfsS)
+	rep.UpdaterMed, rep.MksqMed = harness.Median(rep.UpdaterS), harness.Median(rep.MksquashfsS)
 	rep.Ratio = rep.UpdaterMed / rep.MksqMed
 	fi, err := os.Stat(filepath.Join(b.build, "chunks.idx"))
 	if err != nil {
@@ -331,15 +275,15 @@ func (b *bench) measurePublish(ctx context.Context, kind string) (PublishReport,
 			func() error {
 				b.logf("%s %d/%d: updater publish", kind, i+1, b.o.Runs)
 				start := time.Now()
-				stdout, err := b.run(ctx, env, b.updater, "publish", "--image", b.build, "--channel", channel,
+				stdout, err := harness.Command(ctx, env, b.updater, "publish", "--image", b.build, "--channel", channel,
 					"--key", b.key, "--to", srv.URL("publish"), "--endpoint", srv.Endpoint, "-o", "json")
 				rep.PublishS = append(rep.PublishS, time.Since(start).Seconds())
 				if err != nil {
 					return err
 				}
-				var r publishResult
-				if err := json.Unmarshal(stdout, &r); err != nil {
-					return fmt.Errorf("updater publish -o json: %w", err)
+				r, err := harness.PublishOutput(stdout)
+				if err != nil {
+					return err
 				}
 				rep.PublishBytes = r.Bytes
 				return nil
@@ -361,13 +305,13 @@ func (b *bench) measurePublish(ctx context.Context, kind string) (PublishReport,
 			}
 		}
 	}
-	rep.PublishMBps = float64(rep.PublishBytes) / 1e6 / median(rep.PublishS)
-	rep.AWSMBps = float64(rep.AWSBytes) / 1e6 / median(rep.AWSS)
+	rep.PublishMBps = float64(rep.PublishBytes) / 1e6 / harness.Median(rep.PublishS)
+	rep.AWSMBps = float64(rep.AWSBytes) / 1e6 / harness.Median(rep.AWSS)
 	rep.Ratio = rep.PublishMBps / rep.AWSMBps
 
 	// What was measured must be a release a device accepts.
 	b.logf("%s: updater verify of channel %s", kind, channel)
-	if _, err := b.run(ctx, env, b.updater, "verify", srv.URL("publish"), "--channel", channel,
+	if _, err := harness.Command(ctx, env, b.updater, "verify", srv.URL("publish"), "--channel", channel,
 		"--pub", b.pub, "--endpoint", srv.Endpoint); err != nil {
 		return rep, err
 	}
@@ -375,25 +319,9 @@ func (b *bench) measurePublish(ctx context.Context, kind string) (PublishReport,
 	return rep, nil
 }
 
-// run runs a command with env added to the environment and returns its
-// standard output; the error carries its standard error.
-func (b *bench) run(ctx context.Context, env []string, name string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			err = fmt.Errorf("%w: %s", err, msg)
-		}
-		return stdout.Bytes(), fmt.Errorf("%s %s: %w", filepath.Base(name), args[0], err)
-	}
-	return stdout.Bytes(), nil
-}
-
 func (b *bench) timed(ctx context.Context, env []string, name string, args ...string) (time.Duration, error) {
 	start := time.Now()
-	_, err := b.run(ctx, env, name, args...)
+	_, err := harness.Command(ctx, env, name, args...)
 	return time.Since(start), err
 }
 
@@ -417,17 +345,4 @@ func sumFiles(dir string, names ...string) ([][sha256.Size]byte, error) {
 		sums = append(sums, [sha256.Size]byte(h.Sum(nil)))
 	}
 	return sums, nil
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	n := len(s)
-	if n == 0 {
-		return 0
-	}
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
 }

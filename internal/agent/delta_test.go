@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,84 +14,8 @@ import (
 	"github.com/twinroot/twinroot/internal/release"
 	"github.com/twinroot/twinroot/internal/source"
 	"github.com/twinroot/twinroot/internal/state"
+	"github.com/twinroot/twinroot/internal/testroot"
 )
-
-// genDeltaRoot writes a deterministic root filesystem of about 110 MB (the
-// generator of package chunk's TestDelta): incompressible blobs,
-// program-like binaries, text documents and 5000 small configuration
-// files, plus a kernel and an initrd.
-func genDeltaRoot(t testing.TB, dir string, seed uint64) {
-	t.Helper()
-	r := rand.New(rand.NewPCG(seed, 1))
-	write := func(name string, data []byte) {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	random := func(n int) []byte {
-		b := make([]byte, n)
-		for i := 0; i+8 <= n; i += 8 {
-			v := r.Uint64()
-			for k := range 8 {
-				b[i+k] = byte(v >> (8 * k))
-			}
-		}
-		return b
-	}
-	// Short runs from a skewed alphabet with repeats: compresses about 2:1,
-	// like machine code.
-	program := func(n int) []byte {
-		b := make([]byte, 0, n)
-		for len(b) < n {
-			if len(b) > 64 && r.IntN(4) == 0 {
-				start := len(b) - 1 - r.IntN(min(len(b)-1, 4096))
-				b = append(b, b[start:start+min(8+r.IntN(24), len(b)-start)]...)
-				continue
-			}
-			for range 4 + r.IntN(12) {
-				b = append(b, byte(r.IntN(1+r.IntN(256))))
-			}
-		}
-		return b[:n]
-	}
-	words := []string{"the", "system", "update", "slot", "kernel", "package", "config", "service", "data", "boot",
-		"image", "file", "version", "network", "device", "release", "and", "of", "to", "is", "a", "for", "with"}
-	text := func(n int) []byte {
-		b := make([]byte, 0, n+16)
-		for len(b) < n {
-			b = append(b, words[r.IntN(len(words))]...)
-			if r.IntN(12) == 0 {
-				b = append(b, ".\n"...)
-			} else {
-				b = append(b, ' ')
-			}
-		}
-		return b[:n]
-	}
-	write("boot/vmlinuz", random(4<<20))
-	write("boot/initrd.img", program(1<<20))
-	for i := range 21 {
-		write(fmt.Sprintf("usr/lib/firmware/blob%02d.bin", i), random(512<<10+r.IntN(2560<<10)))
-	}
-	for i := range 60 {
-		write(fmt.Sprintf("usr/bin/prog%02d", i), program(64<<10+r.IntN(768<<10)))
-	}
-	for i := range 250 {
-		write(fmt.Sprintf("usr/share/doc/pkg%03d/README", i), text(4<<10+r.IntN(192<<10)))
-	}
-	for i := range 5000 {
-		name := fmt.Sprintf("etc/conf.d/d%02d/f%04d.conf", i/100, i)
-		if i%3 == 0 {
-			write(name, program(64+r.IntN(8<<10)))
-		} else {
-			write(name, text(64+r.IntN(8<<10)))
-		}
-	}
-}
 
 // TestDeltaApply is the delta measurement end to end: two xz
 // builds of a root of more than 100 MB that differ by one small file; the
@@ -107,15 +30,15 @@ func TestDeltaApply(t *testing.T) {
 	k, _ := keys.Generate(nil)
 	_, pub, _ := keys.Save(filepath.Join(t.TempDir(), "release"), k)
 	root := filepath.Join(t.TempDir(), "root")
-	genDeltaRoot(t, root, 42)
-	var rootBytes int64
-	filepath.WalkDir(root, func(_ string, d os.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			info, _ := d.Info()
-			rootBytes += info.Size()
-		}
-		return err
-	})
+	// The files of package chunk's TestDelta, plus a kernel and an initrd,
+	// in other words: the bytes this test's figures were measured on.
+	spec := testroot.Delta(42).WithBoot(4<<20, 1<<20)
+	spec.Words = testroot.Prose
+	gen, err := spec.Write(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootBytes := gen.Bytes
 	if rootBytes < 100<<20 {
 		t.Fatalf("root holds %d bytes, want at least 100 MiB", rootBytes)
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,45 +15,14 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/restic/chunker"
+
+	"github.com/twinroot/twinroot/internal/testroot"
 )
 
 // mixed returns n deterministic bytes: stretches of random bytes, of
 // English-like text and of zeros, as in a filesystem image.
 func mixed(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, 0))
-	b := make([]byte, 0, n)
-	for len(b) < n {
-		k := min(n-len(b), 4096+r.IntN(256<<10))
-		switch r.IntN(3) {
-		case 0:
-			for range k {
-				b = append(b, byte(r.Uint32()))
-			}
-		case 1:
-			b = appendText(b, r, k)
-		default:
-			b = append(b, make([]byte, k)...)
-		}
-	}
-	return b
-}
-
-var words = strings.Fields(`the slot image kernel boot update signed chunk index
-	device channel manifest version serial trusted key expires partition grub
-	environment trial commit fallback health gate container volume data config`)
-
-// appendText appends k bytes of words and line breaks.
-func appendText(b []byte, r *rand.Rand, k int) []byte {
-	end := len(b) + k
-	for len(b) < end {
-		b = append(b, words[r.IntN(len(words))]...)
-		if r.IntN(12) == 0 {
-			b = append(b, '\n')
-		} else {
-			b = append(b, ' ')
-		}
-	}
-	return b[:end]
+	return testroot.Mixed(seed, n, testroot.MixOptions{Spread: 256 << 10})
 }
 
 func buildBytes(t *testing.T, raw []byte, p Params, workers int) (*Index, []byte) {

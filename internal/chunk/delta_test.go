@@ -5,73 +5,14 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
-)
 
-// genRoot writes a deterministic root filesystem of about 110 MB: random
-// (incompressible) blobs, program-like binaries, text documents and many
-// small configuration files.
-func genRoot(t testing.TB, dir string, seed uint64) {
-	t.Helper()
-	r := rand.New(rand.NewPCG(seed, 1))
-	write := func(name string, data []byte) {
-		path := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	random := func(n int) []byte {
-		b := make([]byte, n)
-		for i := 0; i+8 <= n; i += 8 {
-			v := r.Uint64()
-			for k := range 8 {
-				b[i+k] = byte(v >> (8 * k))
-			}
-		}
-		return b
-	}
-	// Program-like: short runs drawn from a skewed alphabet with repeats,
-	// compressing about 2:1 like machine code.
-	program := func(n int) []byte {
-		b := make([]byte, 0, n)
-		for len(b) < n {
-			if len(b) > 64 && r.IntN(4) == 0 {
-				start := len(b) - 1 - r.IntN(min(len(b)-1, 4096))
-				b = append(b, b[start:start+min(8+r.IntN(24), len(b)-start)]...)
-				continue
-			}
-			for range 4 + r.IntN(12) {
-				b = append(b, byte(r.IntN(1+r.IntN(256))))
-			}
-		}
-		return b[:n]
-	}
-	for i := range 21 {
-		write(fmt.Sprintf("usr/lib/firmware/blob%02d.bin", i), random(512<<10+r.IntN(2560<<10)))
-	}
-	for i := range 60 {
-		write(fmt.Sprintf("usr/bin/prog%02d", i), program(64<<10+r.IntN(768<<10)))
-	}
-	for i := range 250 {
-		write(fmt.Sprintf("usr/share/doc/pkg%03d/README", i), appendText(nil, r, 4<<10+r.IntN(192<<10)))
-	}
-	for i := range 5000 {
-		name := fmt.Sprintf("etc/conf.d/d%02d/f%04d.conf", i/100, i)
-		if i%3 == 0 {
-			write(name, program(64+r.IntN(8<<10)))
-		} else {
-			write(name, appendText(nil, r, 64+r.IntN(8<<10)))
-		}
-	}
-}
+	"github.com/twinroot/twinroot/internal/testroot"
+)
 
 // mksquashfs makes a reproducible squashfs image of root. comp is xz,
 // gzip, none (nothing compressed) or xz-nofrag (no tail packing: every
@@ -181,24 +122,6 @@ func newBytes(a, b *Index) (raw, compressed int64) {
 // changedContent replaces one small configuration file (8 KiB) of the root.
 const changedContent = "# changed by the delta test\nanswer = 42\n"
 
-// rootSize returns the bytes of the regular files under dir.
-func rootSize(t testing.TB, dir string) int64 {
-	t.Helper()
-	var n int64
-	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		info, err := d.Info()
-		n += info.Size()
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 // TestDelta is the delta measurement: two xz squashfs images of a
 // root of more than 100 MB that differ by one small file share at least 97%
 // of their chunk bytes with content-defined chunks, and far less with
@@ -210,8 +133,11 @@ func TestDelta(t *testing.T) {
 	}
 	dir := t.TempDir()
 	root := filepath.Join(dir, "root")
-	genRoot(t, root, 42)
-	if n := rootSize(t, root); n < 100<<20 {
+	st, err := testroot.Delta(42).Write(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.Bytes; n < 100<<20 {
 		t.Fatalf("root holds %d bytes, want at least 100 MiB", n)
 	} else {
 		t.Logf("root: %.1f MB", float64(n)/1e6)
@@ -251,7 +177,9 @@ func TestDeltaSweep(t *testing.T) {
 	}
 	dir := t.TempDir()
 	root := filepath.Join(dir, "root")
-	genRoot(t, root, 42)
+	if _, err := testroot.Delta(42).Write(root); err != nil {
+		t.Fatal(err)
+	}
 	changed := filepath.Join(root, "etc/conf.d/d25/f2501.conf")
 	added := filepath.Join(root, "etc/conf.d/d25/f2501b.conf")
 	old, err := os.ReadFile(changed)
