@@ -11,16 +11,18 @@ import (
 
 	"github.com/twinroot/twinroot/internal/agent"
 	"github.com/twinroot/twinroot/internal/apply"
+	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/cli"
 	"github.com/twinroot/twinroot/internal/config"
 )
 
 type applyOptions struct {
-	dev    cli.Device
-	cfg    deviceConfig
-	out    cli.Output
-	opts   apply.Options
-	reboot string
+	dev      cli.Device
+	cfg      deviceConfig
+	out      cli.Output
+	opts     apply.Options
+	reboot   string
+	readBack bool
 }
 
 func newApplyCmd() *cobra.Command {
@@ -31,9 +33,12 @@ func newApplyCmd() *cobra.Command {
 		Long: `apply checks the release channel of device.yaml and, when a newer release
 passes every rule, writes it into the inactive slot: the slot is marked not
 bootable first, chunks the running slot already has are copied locally and
-the rest fetched with Range requests, progress is journaled so that a power
-cut or a lost connection resumes, the whole slot is verified, and only then
-armed for a trial boot. The reboot follows the config's policy (now, in the
+the rest fetched with Range requests, every chunk is checked against the
+signed chunk index before it is written, progress is journaled so that a
+power cut or a lost connection resumes (chunks an earlier run wrote are read
+back and checked again), and only then is the slot armed for a trial boot.
+--read-back also reads the whole slot back from the disk before arming it.
+The reboot follows the config's policy (now, in the
 maintenance window, or at the next boot), or --reboot.
 
 With --image, a local slot image (air-gapped media) is written and armed
@@ -55,6 +60,7 @@ the same way, without the channel.
 	f.StringVar(&o.opts.ExpectSHA256, "sha256", "", "expected SHA-256 of the --image")
 	f.IntVar(&o.opts.Tries, "tries", 0, "trial boots before GRUB falls back, 1 to 3 (default: trial_boots of the config, else 1)")
 	f.StringVar(&o.reboot, "reboot", "", "reboot policy for this run: now, window or next-boot (default: the config's)")
+	f.BoolVar(&o.readBack, "read-back", false, "read the whole slot back from the disk and check it before arming it")
 	return c
 }
 
@@ -67,6 +73,11 @@ func runApply(c *cobra.Command, o applyOptions, w io.Writer) error {
 		return err
 	}
 	defer d.Close()
+	return applyOn(c, d, running, o, w)
+}
+
+// applyOn is apply on a disk already open, which updater boot shares.
+func applyOn(c *cobra.Command, d *bootstate.Disk, running bootstate.Slot, o applyOptions, w io.Writer) error {
 	progress := cli.Progress(os.Stderr, "writing slot "+string(running.Other()))
 	if o.opts.Image != "" {
 		if o.opts.Tries == 0 {
@@ -117,7 +128,7 @@ func runApply(c *cobra.Command, o applyOptions, w io.Writer) error {
 		return nil
 	}
 	u := agent.Updater{Disk: d, Running: running, Source: src, Channel: cfg.Channel, Tries: o.opts.Tries, State: st,
-		Progress: progress, Log: cli.Logger(os.Stderr, false)}
+		Progress: progress, Log: cli.Logger(os.Stderr, false), ReadBack: o.readBack}
 	r, err := u.Apply(c.Context(), cr.Manifest)
 	if err != nil {
 		return err

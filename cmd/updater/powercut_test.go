@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -122,22 +123,30 @@ func TestPowerCutsDuringApply(t *testing.T) {
 		err := cmd.Wait()
 		return buf.String(), err
 	}
-	// One run measures how long a whole apply takes, then is undone.
-	start := time.Now()
-	if out, err := runOnce(0); err != nil {
-		t.Fatalf("apply: %v\n%s", err, out)
+	// Three runs measure how long a whole apply takes (the median: the
+	// first reads a cold store), each undone.
+	var fulls []time.Duration
+	for range 3 {
+		start := time.Now()
+		if out, err := runOnce(0); err != nil {
+			t.Fatalf("apply: %v\n%s", err, out)
+		}
+		fulls = append(fulls, time.Since(start))
+		if _, err := d.Update(func(s bootstate.State) (bootstate.State, error) { return s.Prepare(partition.B, partition.A) }); err != nil {
+			t.Fatal(err)
+		}
+		os.RemoveAll(stateDir)
 	}
-	full := time.Since(start)
-	if _, err := d.Update(func(s bootstate.State) (bootstate.State, error) { return s.Prepare(partition.B, partition.A) }); err != nil {
-		t.Fatal(err)
-	}
-	os.RemoveAll(stateDir)
-	t.Logf("a whole apply takes %v; cutting at random moments in it", full.Round(time.Millisecond))
+	slices.Sort(fulls)
+	full := fulls[1]
+	t.Logf("a whole apply takes %v (of %v); cutting at random moments in it", full.Round(time.Millisecond), fulls)
 
 	r := rand.New(rand.NewSource(42))
 	cuts, finished := 0, 0
 	for i := 0; cuts < 200; i++ {
-		if i == 600 {
+		// About half the runs finish first (a resumed run has less to
+		// do); many more is a bug, not bad luck.
+		if i == 1000 {
 			t.Fatalf("only %d cuts in %d runs", cuts, i)
 		}
 		at := time.Duration(r.Int63n(int64(full))) + time.Millisecond
@@ -145,10 +154,8 @@ func TestPowerCutsDuringApply(t *testing.T) {
 		if err == nil {
 			finished++
 			// Undo, to keep cutting fresh applies as well as resumed ones.
-			if i%3 == 0 {
-				d.Update(func(s bootstate.State) (bootstate.State, error) { return s.Prepare(partition.B, partition.A) })
-				os.RemoveAll(stateDir)
-			}
+			d.Update(func(s bootstate.State) (bootstate.State, error) { return s.Prepare(partition.B, partition.A) })
+			os.RemoveAll(stateDir)
 		} else if !strings.Contains(err.Error(), "killed") {
 			t.Fatalf("run %d failed by itself: %v\n%s", i, err, out)
 		} else {

@@ -43,6 +43,9 @@ type Updater struct {
 	// StallTimeout and Retry tune package fetch; zero values are its defaults.
 	StallTimeout time.Duration
 	Retry        fetch.RetryFunc
+	// ReadBack reads the whole slot back from the disk before arming it
+	// (fetch.Options.ReadBack).
+	ReadBack bool
 }
 
 // ApplyResult reports an apply.
@@ -56,7 +59,7 @@ type ApplyResult struct {
 
 // Apply follows the boot protocol's write order: the inactive slot is
 // marked not bootable, filled (a delta against the running slot, resumed
-// from the journal after a power cut), verified whole, and only then armed
+// from the journal after a power cut), verified chunk by chunk, and only then armed
 // for a trial boot.
 func (u *Updater) Apply(ctx context.Context, m *manifest.Manifest) (ApplyResult, error) {
 	log := u.Log
@@ -102,7 +105,7 @@ func (u *Updater) Apply(ctx context.Context, m *manifest.Manifest) (ApplyResult,
 		RunningIndex: u.runningIndex(),
 		Target:       u.Disk.File, TargetOffset: part.Start,
 		Journal:  fetch.FileJournal{Path: filepath.Join(u.State.Dir, JournalFile)},
-		Progress: u.Progress, StallTimeout: u.StallTimeout, Retry: u.Retry,
+		Progress: u.Progress, StallTimeout: u.StallTimeout, Retry: u.Retry, ReadBack: u.ReadBack,
 	})
 	if err != nil {
 		return r, fmt.Errorf("write slot %s: %w (slot %s stays unbootable; the next run resumes)", target, err, target)

@@ -3,18 +3,12 @@ package apply
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 
 	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/bootstate"
+	"github.com/twinroot/twinroot/internal/manifest"
 	"github.com/twinroot/twinroot/internal/stream"
-)
-
-// Errors callers act on.
-var (
-	ErrDoesNotFit   = errors.New("image does not fit the slot")
-	ErrHashMismatch = errors.New("slot SHA-256 does not match")
 )
 
 // Options of a local apply.
@@ -47,7 +41,7 @@ func FromFile(ctx context.Context, d *bootstate.Disk, running bootstate.Slot, o 
 	target := running.Other()
 	part := d.Layout.Slot(target)
 	if info.Size > part.Size {
-		return Result{}, fmt.Errorf("%w: image is %d bytes, slot %s is %d; nothing written", ErrDoesNotFit, info.Size, target, part.Size)
+		return Result{}, fmt.Errorf("%w: image is %d bytes, slot %s is %d; nothing written", manifest.ErrDoesNotFit, info.Size, target, part.Size)
 	}
 	st, err := d.Load()
 	if err != nil {
@@ -66,7 +60,7 @@ func FromFile(ctx context.Context, d *bootstate.Disk, running bootstate.Slot, o 
 	}
 	if o.ExpectSHA256 != "" {
 		if !stream.Equal(o.ExpectSHA256, sum) {
-			return Result{}, fmt.Errorf("%w: wrote %x, expected %s (slot %s stays unbootable)", ErrHashMismatch, sum, o.ExpectSHA256, target)
+			return Result{}, fmt.Errorf("%w: slot SHA-256 is %x, expected %s (slot %s stays unbootable)", manifest.ErrMismatch, sum, o.ExpectSHA256, target)
 		}
 	}
 	if err := stream.Verify(d.File, part.Start, info.Size, sum); err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/twinroot/twinroot/internal/bootstate"
+	"github.com/twinroot/twinroot/internal/manifest"
 	"github.com/twinroot/twinroot/internal/partition"
 	"github.com/twinroot/twinroot/internal/testdisk"
 )
@@ -61,12 +62,12 @@ func TestFromFileRefuses(t *testing.T) {
 	}
 	defer d.Close()
 	big := squashfs(t, "2.0.0", testdisk.SlotSize+(1<<20))
-	if _, err := FromFile(context.Background(), d, partition.A, Options{Image: big}); !errors.Is(err, ErrDoesNotFit) {
-		t.Errorf("FromFile(big) = %v, want ErrDoesNotFit", err)
+	if _, err := FromFile(context.Background(), d, partition.A, Options{Image: big}); !errors.Is(err, manifest.ErrDoesNotFit) {
+		t.Errorf("FromFile(big) = %v, want manifest.ErrDoesNotFit", err)
 	}
 	small := squashfs(t, "2.0.0", 1<<10)
-	if _, err := FromFile(context.Background(), d, partition.A, Options{Image: small, ExpectSHA256: "00"}); !errors.Is(err, ErrHashMismatch) {
-		t.Errorf("FromFile(wrong hash) = %v, want ErrHashMismatch", err)
+	if _, err := FromFile(context.Background(), d, partition.A, Options{Image: small, ExpectSHA256: "00"}); !errors.Is(err, manifest.ErrMismatch) {
+		t.Errorf("FromFile(wrong hash) = %v, want manifest.ErrMismatch", err)
 	}
 	// The refused write leaves slot B marked writing: GRUB never boots it.
 	st, _ := d.Load()

@@ -237,11 +237,13 @@ func build(ctx context.Context, raw io.Reader, zst io.Writer, p Params, workers 
 }
 
 // decoder decodes frames of at most MaxChunkSize bytes; its DecodeAll is safe
-// for concurrent use.
+// for concurrent use. It skips the frames' own checksums: every decoded
+// chunk is checked against its SHA-256 in the index, which a frame's
+// checksum cannot add to.
 var decoder = sync.OnceValue(func() *zstd.Decoder {
 	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0),
 		zstd.WithDecoderMaxMemory(MaxChunkSize), zstd.WithDecoderMaxWindow(MaxChunkSize),
-		zstd.WithDecodeAllCapLimit(true))
+		zstd.WithDecodeAllCapLimit(true), zstd.IgnoreChecksum(true))
 	if err != nil {
 		panic(fmt.Sprintf("zstd decoder with constant options: %v", err))
 	}
@@ -277,6 +279,11 @@ func AppendChunk(dst []byte, c Chunk, frame []byte) ([]byte, error) {
 	}
 	if sha256.Sum256(out[start:]) != c.SHA256 {
 		return dst, fmt.Errorf("%w: frame at %d: SHA-256 of its %d bytes differs from the index", ErrCorrupt, c.CompressedOffset, c.Length)
+	}
+	// The decoder got a capacity cut to the chunk; hand back dst's whole
+	// array, so a caller reusing it does not allocate for a larger chunk.
+	if cap(out) > 0 && cap(dst) > 0 && &out[:cap(out)][0] == &dst[:cap(dst)][0] {
+		out = dst[:len(out)]
 	}
 	return out, nil
 }

@@ -15,7 +15,6 @@ import (
 
 	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/agent"
-	"github.com/twinroot/twinroot/internal/apply"
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/chunk"
 	"github.com/twinroot/twinroot/internal/health"
@@ -53,8 +52,8 @@ func (e UsageError) Unwrap() error { return e.Err }
 var refusals = []error{
 	partition.ErrDiskTooSmall, partition.ErrNotTwinroot, partition.ErrBootMedium,
 	partition.ErrHoldsData, partition.ErrDiskMounted, partition.ErrNoDisk,
-	install.ErrDoesNotFit, install.ErrHashMismatch, install.ErrDiskMissing, install.ErrNotConfirmed,
-	apply.ErrDoesNotFit, apply.ErrHashMismatch, stream.ErrMismatch,
+	install.ErrDiskMissing, install.ErrNotConfirmed,
+	stream.ErrMismatch,
 	bootstate.ErrNotAllowed, bootstate.ErrNoRunning, image.ErrNotSquashfs, image.ErrNoKernel,
 	keys.ErrInsecureKey, keys.ErrExists, keys.ErrMalformedKey, keys.ErrNoTrustedKeys,
 	manifest.ErrMalformed, manifest.ErrBadSignature, manifest.ErrUntrustedKey, manifest.ErrWrongChannel,

@@ -20,15 +20,38 @@
 // # One streaming pass
 //
 // Three stages run at once, linked by bounded channels: a fetcher reads the
-// response bodies frame by frame, in chunk order; workers (one per CPU)
-// decompress and hash each frame against the index, or read and hash a
-// local chunk; a writer writes the chunks in order at their offsets. At most
-// 2×workers+2 chunks are in flight, each with one frame buffer and one chunk
-// buffer, so memory stays at a few MiB (with the default 256 KiB chunks)
-// whatever the image size (the final read-back adds one 4 MiB buffer); no
+// response bodies frame by frame, in chunk order; workers (one per CPU and
+// one more) decompress and hash each frame against the index, or read and
+// hash a local chunk; a writer writes the chunks in order. Chunks move
+// between the stages in batches of eight (a hand-over per chunk had the
+// stages wait on each other's wake-ups), and at most 24 are in flight, each
+// with one frame buffer and one chunk buffer, so memory stays at a few MiB
+// (at most 12 with the default 256 KiB chunks) whatever the image size; no
 // stage holds a whole object. A chunk whose bytes do not hash to the index
-// is never written. The scan of the running slot comes before the pass
-// (it decides what to fetch); the one request at a time is streamed.
+// is never written. The scan of the running slot comes before the pass (it
+// decides what to fetch); the one request at a time is streamed.
+//
+// A target that is a file or a block device (it has a Name) is written
+// through a descriptor of its own opened with O_DIRECT (stream.Sequential):
+// chunks are gathered into aligned 1 MiB buffers, one written in the
+// background while the next fills, so the bytes reach the disk without a
+// copy in the page cache; any other target is written with its WriteAt. A
+// fourth goroutine, the syncer, syncs the target and then records progress
+// in the journal, beside the writer, so a slow sync does not stall the
+// pipeline.
+//
+// # What is verified
+//
+// Every chunk is hashed against the index before it is written, and the
+// chunks of an index tile the image (package chunk checks this when it
+// parses one), so a slot this run wrote whole holds exactly the image the
+// index describes; the manifest signs the index's SHA-256. The chunks an
+// earlier run wrote (a resumed apply) are read back from the disk and
+// checked against the index once more before the slot is armed: the
+// journal says they were written and synced, not that the disk kept them.
+// Options.ReadBack reads the whole slot back the same way, for a disk not
+// trusted to keep what it acknowledged; it costs a second pass over the
+// disk and the hash.
 //
 // # Errors and retries
 //
@@ -54,11 +77,10 @@
 // it is read: the target is synced before the journal records the chunks
 // written, and before the first byte of a new release is written the
 // journal is reset to that release with zero chunks. On start, a journal
-// naming the same index and offset resumes after its chunks (they are
-// checked only by the final whole-slot check); any other journal starts
-// over. After the last chunk the whole slot is read back and hashed against
-// the index's image SHA-256; a mismatch resets the journal and returns
-// ErrSlotMismatch. Whoever writes the slot by other means (a local apply)
+// naming the same index and offset resumes after its chunks (they are read
+// back and checked after the last chunk); any other journal starts over. A
+// chunk that reads back different from the index resets the journal and
+// returns ErrSlotMismatch. Whoever writes the slot by other means (a local apply)
 // resets the journal first.
 //
 // FileJournal stores a State on the data partition as one JSON object:

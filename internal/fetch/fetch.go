@@ -3,7 +3,6 @@ package fetch
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -19,14 +18,15 @@ import (
 	"github.com/twinroot/twinroot/internal/stream"
 )
 
-// ErrSlotMismatch: the slot, read back after its last chunk, does not hash
-// to the index's image SHA-256. The journal has been reset.
+// ErrSlotMismatch: a chunk read back from the slot (one an earlier run
+// wrote, or any with Options.ReadBack) does not hash to the index. The
+// journal has been reset.
 var ErrSlotMismatch = errors.New("slot does not match the release")
 
 // Defaults of Options.
 const (
 	DefaultMaxGap       = 256 << 10
-	DefaultMaxRequest   = 8 << 20
+	DefaultMaxRequest   = 64 << 20
 	DefaultSyncEvery    = 32 << 20
 	DefaultStallTimeout = 30 * time.Second
 	// syncInterval bounds the time between journal records, so a slow link
@@ -70,7 +70,13 @@ type Options struct {
 	MaxRequest   int64         // most bytes one request asks for; default 8 MiB
 	SyncEvery    int64         // raw bytes between journal records (and at most 2 s); default 32 MiB
 	StallTimeout time.Duration // a request with no byte for this long is retried; default 30 s
-	Workers      int           // decompress-and-hash goroutines; default GOMAXPROCS
+	Workers      int           // decompress-and-hash goroutines; default GOMAXPROCS+1
+
+	// ReadBack reads the whole slot back from the disk after the last
+	// chunk and checks every chunk again. Without it only the chunks an
+	// earlier run wrote are read back: every chunk this run writes is
+	// hashed before it is written.
+	ReadBack bool
 
 	// Progress, when set, is called at the start and after every chunk
 	// with the raw bytes of the slot done (resumed ones included) and the
@@ -96,7 +102,7 @@ type Stats struct {
 	Refetched         int64         `json:"refetched"`          // chunks fetched again after they failed their hash
 	Misses            int64         `json:"misses"`             // chunks not in the running slot where expected, fetched instead
 	Scan              time.Duration `json:"scan_ns"`            // chunking the running slot
-	Verify            time.Duration `json:"verify_ns"`          // reading back the whole slot
+	Verify            time.Duration `json:"verify_ns"`          // reading back chunks an earlier run wrote (or all, Options.ReadBack)
 	Elapsed           time.Duration `json:"elapsed_ns"`
 }
 
@@ -128,7 +134,19 @@ type run struct {
 	plan  []origin
 	n     counters
 	bufs  chan *buffers
+
+	// The fetcher's batch of jobs not handed on yet, and where it goes.
+	batch       []*job
+	order, work chan []*job
 }
+
+// Jobs travel between the stages in batches of up to batchLen (and the
+// pipeline holds inflight chunks): a hand-over per chunk made the stages
+// wait on each other's wake-ups more than on their work.
+const (
+	batchLen = 8
+	inflight = 3 * batchLen
+)
 
 // buffers of one chunk in flight; they grow to the largest chunk seen.
 type buffers struct {
@@ -226,7 +244,9 @@ func newRun(o Options) (*run, error) {
 		o.StallTimeout = DefaultStallTimeout
 	}
 	if o.Workers <= 0 {
-		o.Workers = runtime.GOMAXPROCS(0)
+		// One more than the CPUs: a worker that waits on a read of the
+		// running slot or a refetch leaves the CPUs busy.
+		o.Workers = runtime.GOMAXPROCS(0) + 1
 	}
 	if o.Retry == nil {
 		o.Retry = DefaultRetry
@@ -350,71 +370,94 @@ func (r *run) spans() []span {
 
 // pipeline runs the fetcher, the workers and the writer (doc.go).
 func (r *run) pipeline(ctx context.Context) error {
-	inflight := 2*r.o.Workers + 2
 	r.bufs = make(chan *buffers, inflight)
 	for range inflight {
 		r.bufs <- &buffers{}
 	}
-	order := make(chan *job, inflight)
-	work := make(chan *job)
+	r.order = make(chan []*job, inflight)
+	r.work = make(chan []*job, inflight)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		defer close(order)
-		defer close(work)
-		return r.fetcher(gctx, order, work)
+		defer close(r.order)
+		defer close(r.work)
+		if err := r.fetcher(gctx); err != nil {
+			return err
+		}
+		return r.flush(gctx)
 	})
 	for range r.o.Workers {
 		g.Go(func() error {
-			for j := range work {
-				j.data, j.err = r.prepare(gctx, j)
-				close(j.done)
+			for b := range r.work {
+				for _, j := range b {
+					j.data, j.err = r.prepare(gctx, j)
+					close(j.done)
+				}
 			}
 			return nil
 		})
 	}
-	g.Go(func() error { return r.writer(gctx, order) })
+	synced := make(chan int, 1)
+	g.Go(func() error { return r.writer(gctx, synced) })
+	g.Go(func() error { return r.syncer(synced) })
 	return g.Wait()
 }
 
-// newJob takes a buffer pair, waiting while the pipeline is full.
+// newJob takes a buffer pair, waiting while the pipeline is full; before it
+// waits, it hands on the batch, whose chunks are what frees buffers.
 func (r *run) newJob(ctx context.Context, i int) (*job, error) {
+	var b *buffers
 	select {
-	case b := <-r.bufs:
-		return &job{i: i, buf: b, done: make(chan struct{})}, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	case b = <-r.bufs:
+	default:
+		if err := r.flush(ctx); err != nil {
+			return nil, err
+		}
+		select {
+		case b = <-r.bufs:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
+	return &job{i: i, buf: b, done: make(chan struct{})}, nil
 }
 
-// send hands j to the writer, and to a worker unless the writer copies it
-// from the target itself.
-func (r *run) send(ctx context.Context, j *job, order, work chan<- *job) error {
-	select {
-	case order <- j:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if r.plan[j.i].kind == fromTarget {
-		close(j.done)
+// send adds j to the batch, and hands the batch on when it is full.
+func (r *run) send(ctx context.Context, j *job) error {
+	r.batch = append(r.batch, j)
+	if len(r.batch) < batchLen {
 		return nil
 	}
-	select {
-	case work <- j:
+	return r.flush(ctx)
+}
+
+// flush hands the batch to the writer (in order) and to the workers. The
+// fetcher calls it before anything that may wait (a request, a back-off,
+// a full pipeline), so no chunk it holds keeps the others waiting.
+func (r *run) flush(ctx context.Context) error {
+	if len(r.batch) == 0 {
 		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
+	b := r.batch
+	r.batch = nil
+	for _, ch := range []chan []*job{r.order, r.work} {
+		select {
+		case ch <- b:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // fetcher emits every chunk from start on in order, reading fetched frames
 // from coalesced requests.
-func (r *run) fetcher(ctx context.Context, order, work chan<- *job) error {
+func (r *run) fetcher(ctx context.Context) error {
 	local := func(i int) error {
 		j, err := r.newJob(ctx, i)
 		if err != nil {
 			return err
 		}
-		return r.send(ctx, j, order, work)
+		return r.send(ctx, j)
 	}
 	i := r.start
 	for _, sp := range r.spans() {
@@ -423,7 +466,7 @@ func (r *run) fetcher(ctx context.Context, order, work chan<- *job) error {
 				return err
 			}
 		}
-		if err := r.fetchSpan(ctx, sp, order, work); err != nil {
+		if err := r.fetchSpan(ctx, sp); err != nil {
 			return err
 		}
 		i = sp.last + 1
@@ -438,7 +481,7 @@ func (r *run) fetcher(ctx context.Context, order, work chan<- *job) error {
 
 // fetchSpan reads the frames of one span, reissuing the request from the
 // first chunk not yet received after a transient failure.
-func (r *run) fetchSpan(ctx context.Context, sp span, order, work chan<- *job) error {
+func (r *run) fetchSpan(ctx context.Context, sp span) error {
 	cs := r.idx.Chunks
 	next, attempt := sp.first, 0
 	for next <= sp.last {
@@ -448,17 +491,23 @@ func (r *run) fetchSpan(ctx context.Context, sp span, order, work chan<- *job) e
 			if err != nil {
 				return err
 			}
-			if err := r.send(ctx, j, order, work); err != nil {
+			if err := r.send(ctx, j); err != nil {
 				return err
 			}
+		}
+		if err := r.flush(ctx); err != nil {
+			return err
 		}
 		from, to := cs[next].CompressedOffset, cs[sp.last].CompressedOffset+cs[sp.last].CompressedLength
 		body, err := r.openRange(ctx, from, to-from)
 		if err == nil {
-			next, err = r.readSpan(ctx, body, next, sp.last, &attempt, order, work)
+			next, err = r.readSpan(ctx, body, next, sp.last, &attempt)
 			body.Close()
 		}
 		if err != nil {
+			if ferr := r.flush(ctx); ferr != nil {
+				return ferr
+			}
 			if err := r.again(ctx, &attempt, err); err != nil {
 				return fmt.Errorf("fetch %s [%d, %d): %w", r.o.ObjectKey, from, to, err)
 			}
@@ -469,7 +518,7 @@ func (r *run) fetchSpan(ctx context.Context, sp span, order, work chan<- *job) e
 
 // readSpan reads chunks next..last from body and returns the first chunk it
 // did not emit.
-func (r *run) readSpan(ctx context.Context, body io.Reader, next, last int, attempt *int, order, work chan<- *job) (int, error) {
+func (r *run) readSpan(ctx context.Context, body io.Reader, next, last int, attempt *int) (int, error) {
 	for ; next <= last; next++ {
 		c := r.idx.Chunks[next]
 		j, err := r.newJob(ctx, next)
@@ -477,7 +526,7 @@ func (r *run) readSpan(ctx context.Context, body io.Reader, next, last int, atte
 			return next, err
 		}
 		if r.plan[next].kind != fromSource {
-			if err := r.send(ctx, j, order, work); err != nil {
+			if err := r.send(ctx, j); err != nil {
 				return next, err
 			}
 			if _, err := io.CopyN(io.Discard, body, c.CompressedLength); err != nil {
@@ -491,7 +540,7 @@ func (r *run) readSpan(ctx context.Context, body io.Reader, next, last int, atte
 			return next, err
 		}
 		*attempt = 0
-		if err := r.send(ctx, j, order, work); err != nil {
+		if err := r.send(ctx, j); err != nil {
 			return next, err
 		}
 	}
@@ -564,53 +613,132 @@ func (r *run) fetchFrame(ctx context.Context, j *job) error {
 	}
 }
 
-// writer writes the chunks in order and records progress in the journal
-// after syncing the target.
-func (r *run) writer(ctx context.Context, order <-chan *job) error {
+// writer writes the chunks in order, and hands the count of chunks written
+// to the syncer every SyncEvery bytes or syncInterval.
+func (r *run) writer(ctx context.Context, synced chan int) error {
+	defer close(synced)
 	cs := r.idx.Chunks
+	out, err := r.openSink(cs[r.start].Offset)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
 	var unsynced int64
 	lastSave := time.Now()
-	for j := range order {
-		select {
-		case <-j.done:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if j.err != nil {
-			return j.err
-		}
-		c := cs[j.i]
-		data := j.data
-		if o := r.plan[j.i]; o.kind == fromTarget {
-			var err error
-			if data, err = r.readTarget(j, o.off); err != nil {
-				return err
+	for b := range r.order {
+		for _, j := range b {
+			select {
+			case <-j.done:
+			case <-ctx.Done():
+				return ctx.Err()
 			}
-		}
-		if _, err := r.o.Target.WriteAt(data, r.o.TargetOffset+c.Offset); err != nil {
-			return fmt.Errorf("write chunk %d at %d: %w", j.i, r.o.TargetOffset+c.Offset, err)
-		}
-		r.bufs <- j.buf
-		unsynced += c.Length
-		if r.o.Progress != nil {
-			r.o.Progress(c.Offset+c.Length, r.idx.Size)
-		}
-		if last := j.i == len(cs)-1; last || unsynced >= r.o.SyncEvery || time.Since(lastSave) >= syncInterval {
-			if err := r.checkpoint(j.i + 1); err != nil {
-				return err
+			if j.err != nil {
+				return j.err
 			}
-			unsynced, lastSave = 0, time.Now()
+			c := cs[j.i]
+			data := j.data
+			if o := r.plan[j.i]; o.kind == fromTarget {
+				var err error
+				if data, err = r.readTarget(out, j, o.off); err != nil {
+					return err
+				}
+			}
+			if _, err := out.Write(data); err != nil {
+				return fmt.Errorf("write chunk %d at %d: %w", j.i, r.o.TargetOffset+c.Offset, err)
+			}
+			r.bufs <- j.buf
+			unsynced += c.Length
+			if r.o.Progress != nil {
+				r.o.Progress(c.Offset+c.Length, r.idx.Size)
+			}
+			last := j.i == len(cs)-1
+			if last || unsynced >= r.o.SyncEvery || time.Since(lastSave) >= syncInterval {
+				if err := out.Flush(); err != nil {
+					return err
+				}
+				if err := handOver(ctx, synced, j.i+1, last); err != nil {
+					return err
+				}
+				unsynced, lastSave = 0, time.Now()
+			}
 		}
 	}
 	return ctx.Err()
 }
 
+// handOver gives the syncer the latest count of chunks on the disk. A count
+// it has not taken yet is replaced, so the writer never waits for a sync,
+// except for the last count, which the syncer must take.
+func handOver(ctx context.Context, synced chan int, n int, last bool) error {
+	if !last {
+		select {
+		case <-synced:
+		default:
+		}
+	}
+	select {
+	case synced <- n: // the writer is the only sender: never waits unless last
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// syncer makes the chunks the writer reports durable, then records them.
+// It runs beside the writer, so a slow sync does not stall the pipeline.
+func (r *run) syncer(synced <-chan int) error {
+	for n := range synced {
+		if err := r.checkpoint(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sink is where the writer puts the chunks, front to back.
+type sink interface {
+	io.Writer     // at the next offset
+	io.ReaderAt   // absolute disk offsets of bytes written before
+	Flush() error // everything written reaches the target (not synced)
+	Close() error
+}
+
+// openSink opens the target for writing from raw offset off of the slot:
+// a disk or a file is written through a descriptor of its own with
+// O_DIRECT (stream.Sequential); any other target through its WriteAt.
+func (r *run) openSink(off int64) (sink, error) {
+	if f, ok := r.o.Target.(interface{ Name() string }); ok {
+		s, err := stream.OpenSequential(f.Name(), r.o.TargetOffset+off)
+		if err != nil {
+			return nil, fmt.Errorf("open target: %w", err)
+		}
+		return s, nil
+	}
+	return &writerAt{t: r.o.Target, off: r.o.TargetOffset + off}, nil
+}
+
+// writerAt is a sink over a Target's WriteAt.
+type writerAt struct {
+	t   Target
+	off int64
+}
+
+func (w *writerAt) Write(p []byte) (int, error) {
+	n, err := w.t.WriteAt(p, w.off)
+	w.off += int64(n)
+	return n, err
+}
+
+func (w *writerAt) ReadAt(p []byte, off int64) (int, error) { return w.t.ReadAt(p, off) }
+func (w *writerAt) Flush() error                            { return nil }
+func (w *writerAt) Close() error                            { return nil }
+
 // readTarget reads chunk j.i from where the same bytes were written before.
-func (r *run) readTarget(j *job, off int64) ([]byte, error) {
+func (r *run) readTarget(out sink, j *job, off int64) ([]byte, error) {
 	c := r.idx.Chunks[j.i]
 	data := grow(j.buf.data, c.Length)
 	j.buf.data = data
-	if _, err := r.o.Target.ReadAt(data, r.o.TargetOffset+off); err != nil {
+	if _, err := out.ReadAt(data, r.o.TargetOffset+off); err != nil {
 		return nil, fmt.Errorf("chunk %d: read its copy at %d: %w", j.i, r.o.TargetOffset+off, err)
 	}
 	if sha256.Sum256(data) != c.SHA256 {
@@ -628,29 +756,38 @@ func (r *run) checkpoint(n int) error {
 	return r.save(n)
 }
 
-// verify reads the whole slot back and compares its SHA-256 with the index.
-// Like stream.Verify it first drops the slot from the page cache when the
-// target is a file or a block device, so the bytes hashed are the disk's;
-// unlike it, it stops when ctx is cancelled (a 2 GiB read-back takes a while).
+// verify reads back, chunk by chunk, what this run did not write itself
+// (the chunks an earlier run wrote and the journal recorded), or the whole
+// slot with Options.ReadBack, and compares each chunk with the index. Like
+// stream.Verify it first drops those bytes from the page cache when the
+// target is a file or a block device, so the bytes hashed are the disk's.
+// The chunks this run wrote were hashed before they were written, and the
+// chunks of an index tile the image, so the slot then holds exactly the
+// image the index (signed through the manifest) describes.
 func (r *run) verify(ctx context.Context) error {
-	if f, ok := r.o.Target.(interface{ Fd() uintptr }); ok {
-		_ = unix.Fadvise(int(f.Fd()), r.o.TargetOffset, r.idx.Size, unix.FADV_DONTNEED)
+	n := r.start
+	if r.o.ReadBack {
+		n = len(r.idx.Chunks)
 	}
-	h := sha256.New()
-	buf := make([]byte, stream.BufSize)
-	for off := int64(0); off < r.idx.Size; {
+	if n == 0 {
+		return nil
+	}
+	cs := r.idx.Chunks
+	if f, ok := r.o.Target.(interface{ Fd() uintptr }); ok {
+		_ = unix.Fadvise(int(f.Fd()), r.o.TargetOffset, cs[n-1].Offset+cs[n-1].Length, unix.FADV_DONTNEED)
+	}
+	var buf []byte
+	for i, c := range cs[:n] {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		n := min(int64(len(buf)), r.idx.Size-off)
-		if _, err := r.o.Target.ReadAt(buf[:n], r.o.TargetOffset+off); err != nil {
-			return fmt.Errorf("verify slot: read back at %d: %w", r.o.TargetOffset+off, err)
+		buf = grow(buf, c.Length)
+		if _, err := r.o.Target.ReadAt(buf, r.o.TargetOffset+c.Offset); err != nil {
+			return fmt.Errorf("verify slot: read back chunk %d at %d: %w", i, r.o.TargetOffset+c.Offset, err)
 		}
-		h.Write(buf[:n])
-		off += n
-	}
-	if got := h.Sum(nil); subtle.ConstantTimeCompare(got, r.idx.SHA256[:]) != 1 {
-		return fmt.Errorf("%w: reads back %x, the index says %x", ErrSlotMismatch, got, r.idx.SHA256)
+		if sha256.Sum256(buf) != c.SHA256 {
+			return fmt.Errorf("%w: chunk %d (raw %d+%d) reads back different bytes than the index names", ErrSlotMismatch, i, c.Offset, c.Length)
+		}
 	}
 	return nil
 }

@@ -245,32 +245,49 @@ func (d badDisk) WriteAt(p []byte, off int64) (int, error) {
 	return d.crashDisk.WriteAt(p, off)
 }
 
+// A disk that does not store what it was given is caught by reading back:
+// at once with ReadBack, and otherwise by the next run, which reads back
+// the chunks the journal says an earlier run wrote.
 func TestSlotMismatchResetsJournal(t *testing.T) {
 	raw := mixed(6, 2<<20)
 	rel := publish(t, t.TempDir(), "stable/1.0.0/slot.img.zst", raw, smallParams)
-	j := FileJournal{Path: filepath.Join(t.TempDir(), "journal")}
-	disk := newCrashDisk(len(raw))
-	o := Options{Source: rel.store, ObjectKey: rel.key, Index: rel.idx, Target: badDisk{disk, 1 << 20}, Journal: j}
-	if _, err := Apply(context.Background(), o); !errors.Is(err, ErrSlotMismatch) {
-		t.Fatalf("Apply to a disk that corrupts a byte: %v, want ErrSlotMismatch", err)
-	}
-	s, err := j.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := (State{Index: indexID(t, rel.idx), Size: int64(len(raw))}); s != want {
-		t.Errorf("journal after a mismatch: %+v, want %+v", s, want)
-	}
-	o.Target = disk
-	st, err := Apply(context.Background(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Resumed {
-		t.Errorf("apply after a mismatch resumed")
-	}
-	if !bytes.Equal(disk.bytes(0, int64(len(raw))), raw) {
-		t.Errorf("slot differs from the image")
+	for _, readBack := range []bool{true, false} {
+		t.Run(fmt.Sprintf("read-back=%v", readBack), func(t *testing.T) {
+			j := FileJournal{Path: filepath.Join(t.TempDir(), "journal")}
+			disk := newCrashDisk(len(raw))
+			o := Options{Source: rel.store, ObjectKey: rel.key, Index: rel.idx, Target: badDisk{disk, 1 << 20}, Journal: j, ReadBack: readBack}
+			_, err := Apply(context.Background(), o)
+			if !readBack {
+				// Every chunk was right when it was written: this run
+				// cannot tell; the next one reads them back.
+				if err != nil {
+					t.Fatalf("Apply without read-back: %v", err)
+				}
+				o.Target = disk
+				_, err = Apply(context.Background(), o)
+			}
+			if !errors.Is(err, ErrSlotMismatch) {
+				t.Fatalf("Apply to a disk that corrupts a byte: %v, want ErrSlotMismatch", err)
+			}
+			s, err := j.Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := (State{Index: indexID(t, rel.idx), Size: int64(len(raw))}); s != want {
+				t.Errorf("journal after a mismatch: %+v, want %+v", s, want)
+			}
+			o.Target = disk
+			st, err := Apply(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Resumed {
+				t.Errorf("apply after a mismatch resumed")
+			}
+			if !bytes.Equal(disk.bytes(0, int64(len(raw))), raw) {
+				t.Errorf("slot differs from the image")
+			}
+		})
 	}
 }
 

@@ -9,63 +9,22 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/twinroot/twinroot/internal/chunk"
 	"github.com/twinroot/twinroot/internal/source"
+	"github.com/twinroot/twinroot/internal/testroot"
 )
 
 // smallParams cut chunks of about 20 KiB, so a few MiB make hundreds.
 var smallParams = chunk.Params{Polynomial: chunk.Polynomial, MinSize: 4 << 10, MaxSize: 64 << 10, AverageBits: 14}
 
-var words = strings.Fields(`the slot image kernel boot update signed chunk index
-	device channel manifest version serial trusted key expires partition grub
-	environment trial commit fallback health gate container volume data config`)
-
 // mixed returns n deterministic bytes as in a filesystem image: random
 // stretches, text, program-like runs and zeros (zeros make repeated chunks).
 func mixed(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, 0))
-	b := make([]byte, 0, n)
-	for len(b) < n {
-		k := min(n-len(b), 4096+r.IntN(192<<10))
-		switch r.IntN(4) {
-		case 0:
-			for range k {
-				b = append(b, byte(r.Uint32()))
-			}
-		case 1:
-			end := len(b) + k
-			for len(b) < end {
-				b = append(b, words[r.IntN(len(words))]...)
-				if r.IntN(12) == 0 {
-					b = append(b, '\n')
-				} else {
-					b = append(b, ' ')
-				}
-			}
-			b = b[:end]
-		case 2:
-			end := len(b) + k
-			for len(b) < end {
-				if len(b) > 64 && r.IntN(4) == 0 {
-					start := len(b) - 1 - r.IntN(min(len(b)-1, 4096))
-					b = append(b, b[start:start+min(8+r.IntN(24), len(b)-start)]...)
-					continue
-				}
-				for range 4 + r.IntN(12) {
-					b = append(b, byte(r.IntN(1+r.IntN(256))))
-				}
-			}
-			b = b[:end]
-		default:
-			b = append(b, make([]byte, k)...)
-		}
-	}
-	return b[:n]
+	return testroot.Mixed(seed, n, testroot.MixOptions{Spread: 192 << 10, Programs: true})
 }
 
 // edit returns a copy of b changed in a few places: bytes overwritten at
