@@ -1,6 +1,7 @@
 // Command apply is `make bench` for the device side. In one run, on one
 // loop device (an offset-free losetup of a sparse disk file, detached on
-// exit) and one MinIO on 127.0.0.1, it measures:
+// exit; RAUC's slots add two offset ones) and one MinIO on 127.0.0.1, it
+// measures:
 //
 //   - `updater apply` of a full image: slot A holds a different release, so
 //     no chunk is reused and every byte comes from the store. The image is
@@ -18,6 +19,17 @@
 //     apply's wall time over it (target 1.1 or less);
 //   - apply against the shell pipeline
 //     `aws s3 cp - | zstd -d | tee >(sha256sum) | dd oflag=direct`;
+//   - apply against RAUC 1.8 (Debian's rauc and rauc-service): `rauc
+//     install` of a plain bundle of the same slot.img, signed with a
+//     self-signed certificate (openssl), once from a local file (its
+//     download not timed) and once from a presigned MinIO URL (Debian's
+//     RAUC streams no bundle: it downloads the whole bundle to a file,
+//     then installs it). `rauc service` runs on a private system bus
+//     (dbus-daemon on a socket in the work directory) with bootloader=noop,
+//     slot A booted, and two raw slots on offset loop devices over slots A
+//     and B of the same disk file, so RAUC writes the bytes apply writes.
+//     Its CPU seconds include the service's (and MinIO's over http).
+//     RAUC's verity format needs device-mapper, which this kernel lacks;
 //   - apply's peak RSS (wait4's ru_maxrss) for each of -sizes;
 //   - bytes on the wire of a no-change `updater check` (its conditional GET
 //     answered 304), counted by a TCP proxy on 127.0.0.1 in front of MinIO.
