@@ -3,10 +3,11 @@ SHELL := /bin/bash
 GO ?= go
 BUILD := build
 APT_PACKAGES := qemu-system-x86 ovmf grub-pc-bin grub-efi-amd64-bin grub2-common \
-	squashfs-tools dosfstools mtools xorriso gdisk e2fsprogs cpio kmod util-linux awscli zstd
+	squashfs-tools dosfstools mtools xorriso gdisk e2fsprogs cpio kmod util-linux awscli zstd \
+	rauc rauc-service openssl dbus
 GO_TEST_TIMEOUT ?= 80m
 
-.PHONY: all deps kernel grub s3-servers bins image demo test test-short bench vet fmt clean
+.PHONY: all deps kernel grub s3-servers bins image iso demo test test-short bench vet fmt clean
 
 all: bins grub image
 
@@ -43,17 +44,37 @@ bins:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BUILD)/bin/updater ./cmd/updater
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BUILD)/bin/installer ./cmd/installer
 
-# The minimal reference system, version 1.0.0, as a slot image.
+# The minimal reference system, version 1.0.0: a slot image, and the same
+# root as a release (build/minimal-v1) signed for channel stable by the key
+# build/keys/release.key (made once), which the image trusts.
 image: kernel bins
 	$(GO) run ./image/examples/minimal/cmd/build-minimal --kernel-dir $(BUILD)/kernel \
 		--updater $(BUILD)/bin/updater --version 1.0.0 --variant ok --out $(BUILD)/minimal-v1.img
+	@mkdir -p $(BUILD)/keys
+	@test -f $(BUILD)/keys/release.key || $(BUILD)/bin/updater keygen --out $(BUILD)/keys/release
+	rm -rf $(BUILD)/minimal-v1.root $(BUILD)/minimal-v1
+	unsquashfs -q -no-progress -d $(BUILD)/minimal-v1.root $(BUILD)/minimal-v1.img boot
+	$(BUILD)/bin/updater build --rootfs $(BUILD)/minimal-v1.root --trust $(BUILD)/keys/release.pub \
+		--version 1.0.0 --serial 1 --out $(BUILD)/minimal-v1
+	$(BUILD)/bin/updater sign --image $(BUILD)/minimal-v1 --channel stable --key $(BUILD)/keys/release.key
+	rm -rf $(BUILD)/minimal-v1.root
+
+# The installer ISO of the minimal system (build/installer.iso): v1.0.0 and
+# the demo's device config (image/examples/minimal/device.yaml). Booted, it
+# asks on the console before it erases a disk.
+iso: image grub
+	install -m 0600 image/examples/minimal/device.yaml $(BUILD)/device.yaml
+	$(BUILD)/bin/installer iso --image $(BUILD)/minimal-v1 --config $(BUILD)/device.yaml \
+		--kernel-dir $(BUILD)/kernel --grub-dir $(BUILD)/grub --out $(BUILD)/installer.iso
 
 # MinIO on 127.0.0.1 as the release store; the minimal system v1 installed
-# on a disk image takes v2 from it at boot and commits it, then takes a v3
-# whose health check fails and falls back to v2; printed as a timeline.
-demo: kernel grub bins s3-servers
+# by booting build/installer.iso (the installer asks, the demo types yes)
+# takes v2 from it at boot and commits it, then takes a v3 whose health
+# check fails and falls back to v2; printed as a timeline.
+demo: iso s3-servers
 	$(GO) run ./qemu/cmd/demo --kernel-dir $(BUILD)/kernel --grub-dir $(BUILD)/grub \
-		--updater $(BUILD)/bin/updater --work $(BUILD)/demo
+		--updater $(BUILD)/bin/updater --work $(BUILD)/demo \
+		--iso $(BUILD)/installer.iso --key $(BUILD)/keys/release.key
 
 vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
@@ -73,11 +94,12 @@ test-short: deps grub s3-servers vet
 # Release pipeline figures on a generated 200 MiB root: updater build beside
 # mksquashfs alone, updater publish beside aws s3 cp to MinIO and versitygw on
 # 127.0.0.1, as ratios of medians (3 to 5 minutes). BENCH_FLAGS="-o json" for machines.
-# Then the device side (root: a loop device): updater apply of a 512 MiB image
-# beside each stage alone (GET, zstd -d, SHA-256, dd oflag=direct) and the
-# aws s3 cp | zstd -d | tee >(sha256sum) | dd pipeline, peak RSS for 512 MiB
-# and 2 GiB, bytes of a no-change check. APPLY_BENCH_FLAGS="-sizes 512" skips
-# the 2 GiB image; "-o json" for machines.
+# Then the device side (root: loop devices): updater apply of a 512 MiB image
+# beside each stage alone (GET, zstd -d, SHA-256, dd oflag=direct), the
+# aws s3 cp | zstd -d | tee >(sha256sum) | dd pipeline and RAUC's rauc install
+# of a plain bundle of the same image (local file and http from MinIO), peak
+# RSS for 512 MiB and 2 GiB, bytes of a no-change check.
+# APPLY_BENCH_FLAGS="-sizes 512" skips the 2 GiB image; "-o json" for machines.
 bench: deps s3-servers
 	$(GO) run ./bench/release $(BENCH_FLAGS)
 	$(GO) run ./bench/apply $(APPLY_BENCH_FLAGS)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -100,6 +101,9 @@ func runInstall(c *cobra.Command, o installOptions, in io.Reader, w io.Writer) e
 		return nil
 	}
 	r, err := install.Install(c.Context(), o.opts)
+	if errors.Is(err, partition.ErrHoldsData) {
+		return fmt.Errorf("%w; use --wipe-data to erase it", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -116,16 +120,20 @@ func isDevice(path string) bool {
 }
 
 // findGrubDir looks where a package or a checkout keeps the GRUB images.
-func findGrubDir() string {
+func findGrubDir() string { return findDir("grub", "core.img", "build/grub") }
+
+// findDir looks for name (holding file) next to the binary, in
+// /usr/lib/twinroot, then falls back to a checkout's fallback.
+func findDir(name, file, fallback string) string {
 	var dirs []string
 	if exe, err := os.Executable(); err == nil {
-		dirs = append(dirs, filepath.Join(filepath.Dir(exe), "grub"))
+		dirs = append(dirs, filepath.Join(filepath.Dir(exe), name))
 	}
-	dirs = append(dirs, "/usr/lib/twinroot/grub", "build/grub")
+	dirs = append(dirs, filepath.Join("/usr/lib/twinroot", name), fallback)
 	for _, d := range dirs {
-		if _, err := os.Stat(filepath.Join(d, "core.img")); err == nil {
+		if _, err := os.Stat(filepath.Join(d, file)); err == nil {
 			return d
 		}
 	}
-	return "build/grub"
+	return fallback
 }

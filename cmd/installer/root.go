@@ -9,14 +9,15 @@ import (
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "installer",
-		Short: "Install twinroot onto a disk and inspect twinroot disks",
+		Short: "Install twinroot onto a disk, build the installer ISO, and inspect twinroot disks",
 		Long: `installer partitions a disk for twinroot (BIOS boot, ESP, slots A and B,
 data), writes the first version to slot A while hashing it, installs GRUB
-for BIOS and UEFI and formats the data partition.
+for BIOS and UEFI and formats the data partition. iso builds the installer
+ISO that does the same on the machine itself, booted from a CD or a USB stick.
 
 ` + cli.ExitCodesHelp,
 	}
-	root.AddCommand(newInstallCmd(), newInspectCmd(), newBuildGrubCmd())
+	root.AddCommand(newInstallCmd(), newInspectCmd(), newBuildGrubCmd(), newISOCmd(), newLiveCmd())
 	return cli.Root(root)
 }
 

@@ -17,14 +17,13 @@ import (
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/config"
 	"github.com/twinroot/twinroot/internal/grub"
+	"github.com/twinroot/twinroot/internal/manifest"
 	"github.com/twinroot/twinroot/internal/partition"
 	"github.com/twinroot/twinroot/internal/stream"
 )
 
 // Errors callers act on.
 var (
-	ErrDoesNotFit   = errors.New("image does not fit the slot")
-	ErrHashMismatch = errors.New("image SHA-256 does not match")
 	ErrDiskMissing  = errors.New("disk not found")
 	ErrNotConfirmed = errors.New("not confirmed")
 )
@@ -132,7 +131,7 @@ func Install(ctx context.Context, o Options) (Result, error) {
 	}
 	if o.ExpectSHA256 != "" {
 		if !stream.Equal(o.ExpectSHA256, sum) {
-			return Result{}, fmt.Errorf("%w: image has %x, manifest says %s; slot A is not bootable", ErrHashMismatch, sum, o.ExpectSHA256)
+			return Result{}, fmt.Errorf("%w: image SHA-256 is %x, the manifest says %s; slot A is not bootable", manifest.ErrMismatch, sum, o.ExpectSHA256)
 		}
 	}
 	if err := stream.Verify(disk, l.A.Start, info.Size, sum); err != nil {
@@ -193,14 +192,14 @@ func check(disk *os.File, o Options, info image.Info) (Plan, error) {
 			return Plan{}, err
 		}
 	} else if holdsData && !o.WipeData {
-		return Plan{}, fmt.Errorf("%w: %s (use --wipe-data to erase it)", partition.ErrHoldsData, o.Disk)
+		return Plan{}, fmt.Errorf("%w: %s", partition.ErrHoldsData, o.Disk)
 	}
 	l, err := partition.Plan(size, o.SlotSize)
 	if err != nil {
 		return Plan{}, fmt.Errorf("%s: %w", o.Disk, err)
 	}
 	if info.Size > l.A.Size {
-		return Plan{}, fmt.Errorf("%w: image is %d bytes (%.1f MiB), slot is %d MiB", ErrDoesNotFit, info.Size, float64(info.Size)/partition.MiB, l.A.Size/partition.MiB)
+		return Plan{}, fmt.Errorf("%w: image is %d bytes (%.1f MiB), slot is %d MiB", manifest.ErrDoesNotFit, info.Size, float64(info.Size)/partition.MiB, l.A.Size/partition.MiB)
 	}
 	return Plan{Disk: o.Disk, DiskSize: size, Layout: l, Image: info, Wipes: holdsData}, nil
 }

@@ -89,22 +89,25 @@ func (f Finder) Choose(wipeData bool) (Disk, error) {
 	if err != nil {
 		return Disk{}, err
 	}
-	var reasons []string
+	// Each disk's refusal, wrapped, so that errors.Is finds ErrHoldsData
+	// and its kin in the answer.
+	refusals := []any{ErrNoDisk}
 	for _, d := range disks {
 		if d.Removable {
-			reasons = append(reasons, d.Name+" is removable")
+			refusals = append(refusals, fmt.Errorf("%s is removable", d.Name))
 			continue
 		}
 		if err := f.Check(d, wipeData); err != nil {
-			reasons = append(reasons, err.Error())
+			refusals = append(refusals, err)
 			continue
 		}
 		return d, nil
 	}
-	if len(reasons) == 0 {
+	if len(refusals) == 1 {
 		return Disk{}, fmt.Errorf("%w: no disks found", ErrNoDisk)
 	}
-	return Disk{}, fmt.Errorf("%w: %s", ErrNoDisk, strings.Join(reasons, "; "))
+	format := "%w: " + strings.Repeat("%w; ", len(refusals)-1)
+	return Disk{}, fmt.Errorf(strings.TrimSuffix(format, "; "), refusals...)
 }
 
 // Lookup returns the Disk for a device path or kernel name; unlike List it
@@ -144,7 +147,7 @@ func (f Finder) Check(d Disk, wipeData bool) error {
 		}
 		defer fh.Close()
 		if HasData(fh) {
-			return fmt.Errorf("%w: %s (use --wipe-data to erase it)", ErrHoldsData, d.Path)
+			return fmt.Errorf("%w: %s", ErrHoldsData, d.Path)
 		}
 	}
 	return nil

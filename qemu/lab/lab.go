@@ -2,9 +2,10 @@
 // updater built for the guest, minimal reference images by version and
 // variant (built once and cached), signed releases of them for a store
 // (Release, Publish: a signing key generated once per Lab, its public half
-// baked into every release), disks with twinroot installed (Install,
-// InstallRelease with a device config), and offline operations on them
-// between boots.
+// baked into every release, or a key pair given with UseKey), disks with
+// twinroot installed (Install, InstallRelease with a device config),
+// installer ISOs of a signed release (BuildISO), and offline operations on
+// them between boots.
 package lab
 
 import (
@@ -45,6 +46,10 @@ type Lab struct {
 	initOnce sync.Once
 	initBin  string
 	initErr  error
+
+	installerOnce sync.Once
+	installerBin  string
+	installerErr  error
 }
 
 // New returns a Lab working in dir; it builds the updater for the guest

@@ -2,21 +2,17 @@ package minimal
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 
-	"github.com/u-root/u-root/pkg/cpio"
+	"github.com/twinroot/twinroot/internal/initramfs"
 )
 
 // Variant selects how the minimal system behaves at boot.
@@ -124,45 +120,34 @@ func BuildInitramfs(ctx context.Context, opts Options, out string) error {
 		}
 	}
 
-	tree := newTree()
+	tree := initramfs.NewTree()
 	for _, d := range []string{"bin", "sbin", "etc", "proc", "sys", "run", "mnt", "root", "usr"} {
-		tree.dir(d, 0o755)
+		tree.Dir(d, 0o755)
 	}
-	tree.dir("tmp", 0o1777)
-	tree.dev("dev/console", 0o600, 5, 1)
-	tree.dev("dev/null", 0o666, 1, 3)
-	if err := tree.file("init", initBin, 0o755); err != nil {
+	tree.Dir("tmp", 0o1777)
+	tree.Dev("dev/console", 0o600, 5, 1)
+	tree.Dev("dev/null", 0o666, 1, 3)
+	if err := tree.File("init", initBin, 0o755); err != nil {
 		return fmt.Errorf("build initramfs %s: %w", out, err)
 	}
 	// An updater that reboots through the usual commands finds them.
-	tree.symlink("sbin/reboot", "/init")
-	tree.symlink("sbin/poweroff", "/init")
+	tree.Symlink("sbin/reboot", "/init")
+	tree.Symlink("sbin/poweroff", "/init")
 	if opts.Updater != "" {
-		if err := tree.file("bin/updater", opts.Updater, 0o755); err != nil {
+		if err := tree.File("bin/updater", opts.Updater, 0o755); err != nil {
 			return fmt.Errorf("build initramfs %s: updater: %w", out, err)
 		}
 	}
-	tree.data("etc/twinroot/version", []byte(opts.Version+"\n"), 0o644)
-	tree.data("etc/twinroot/variant", []byte(string(opts.Variant)+"\n"), 0o644)
-	rel := path.Join("lib/modules", k.release)
-	for _, m := range mods.files {
-		if err := tree.file(path.Join(rel, m), filepath.Join(k.releaseDir, filepath.FromSlash(m)), 0o644); err != nil {
-			return fmt.Errorf("build initramfs %s: %w", out, err)
-		}
-	}
-	tree.data(path.Join(rel, "modules.dep"), mods.dep, 0o644)
-
-	var buf bytes.Buffer
-	// No name or time in the gzip header, so the bytes are reproducible. The
-	// default level: level 9 takes ten times as long to save 0.3%.
-	gz := gzip.NewWriter(&buf)
-	if err := tree.writeCPIO(gz); err != nil {
+	tree.Data("etc/twinroot/version", []byte(opts.Version+"\n"), 0o644)
+	tree.Data("etc/twinroot/variant", []byte(string(opts.Variant)+"\n"), 0o644)
+	if err := tree.AddModules(k.release, k.releaseDir, mods); err != nil {
 		return fmt.Errorf("build initramfs %s: %w", out, err)
 	}
-	if err := gz.Close(); err != nil {
+	b, err := tree.Gzip()
+	if err != nil {
 		return fmt.Errorf("build initramfs %s: %w", out, err)
 	}
-	return writeFileAtomic(out, buf.Bytes())
+	return writeFileAtomic(out, b)
 }
 
 // BuildInit builds the init program (InitPackage) as a static binary at out.
@@ -282,75 +267,6 @@ func writeFileAtomic(name string, b []byte) error {
 	if err := os.Rename(tmp, name); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return nil
-}
-
-// tree is the content of an initramfs, keyed by path without a leading slash.
-type tree struct {
-	entries map[string]cpio.Record
-}
-
-func newTree() *tree { return &tree{entries: map[string]cpio.Record{}} }
-
-// parents adds the directories above name, as the kernel does not create
-// missing parents when it unpacks an initramfs.
-func (t *tree) parents(name string) {
-	for d := path.Dir(name); d != "." && d != "/"; d = path.Dir(d) {
-		if _, ok := t.entries[d]; !ok {
-			t.entries[d] = cpio.Directory(d, 0o755)
-		}
-	}
-}
-
-func (t *tree) dir(name string, perm uint64) {
-	t.parents(name)
-	t.entries[name] = cpio.Directory(name, perm)
-}
-
-func (t *tree) dev(name string, perm uint64, major, minor uint64) {
-	t.parents(name)
-	t.entries[name] = cpio.CharDev(name, perm, major, minor)
-}
-
-func (t *tree) symlink(name, target string) {
-	t.parents(name)
-	t.entries[name] = cpio.Symlink(name, target)
-}
-
-func (t *tree) data(name string, b []byte, perm uint64) {
-	t.parents(name)
-	t.entries[name] = cpio.StaticRecord(b, cpio.Info{Name: name, Mode: cpio.S_IFREG | perm})
-}
-
-func (t *tree) file(name, src string, perm uint64) error {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", src, err)
-	}
-	t.data(name, b, perm)
-	return nil
-}
-
-// writeCPIO writes the entries sorted by name, so every directory precedes
-// its content, with inode numbers by position and every time zero.
-func (t *tree) writeCPIO(w io.Writer) error {
-	names := make([]string, 0, len(t.entries))
-	for n := range t.entries {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	rw := cpio.Newc.Writer(w)
-	for i, n := range names {
-		r := cpio.MakeReproducible(t.entries[n])
-		r.Ino = uint64(i + 1)
-		r.NLink = 1
-		if err := rw.WriteRecord(r); err != nil {
-			return fmt.Errorf("write %s: %w", n, err)
-		}
-	}
-	if err := cpio.WriteTrailer(rw); err != nil {
-		return fmt.Errorf("write cpio trailer: %w", err)
 	}
 	return nil
 }

@@ -274,7 +274,7 @@ func TestSelectModules(t *testing.T) {
 		"kernel/fs/jbd2/jbd2.ko",
 		"kernel/lib/crc16.ko",
 	}
-	if diff := cmp.Diff(want, set.files); diff != "" {
+	if diff := cmp.Diff(want, set.Files); diff != "" {
 		t.Errorf("selected modules (-want +got):\n%s", diff)
 	}
 	wantDep := "kernel/drivers/usb/core/usbcore.ko:\n" +
@@ -282,7 +282,7 @@ func TestSelectModules(t *testing.T) {
 		"kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/jbd2/jbd2.ko\n" +
 		"kernel/fs/jbd2/jbd2.ko:\n" +
 		"kernel/lib/crc16.ko:\n"
-	if diff := cmp.Diff(wantDep, string(set.dep)); diff != "" {
+	if diff := cmp.Diff(wantDep, string(set.Dep)); diff != "" {
 		t.Errorf("modules.dep (-want +got):\n%s", diff)
 	}
 

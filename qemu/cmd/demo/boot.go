@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twinroot/twinroot/qemu"
+	"github.com/twinroot/twinroot/qemu/lab"
 )
 
 // boot is one QEMU run of the demo's disk; it may span several guest
@@ -25,6 +26,11 @@ type boot struct {
 }
 
 func (d *demo) boot(ctx context.Context, what string) (*boot, error) {
+	return d.bootWith(ctx, what, []qemu.Drive{{Path: d.disk}})
+}
+
+// bootWith starts a QEMU with drives instead of the demo's disk alone.
+func (d *demo) bootWith(ctx context.Context, what string, drives []qemu.Drive) (*boot, error) {
 	d.boots++
 	b := &boot{d: d, n: d.boots, log: filepath.Join(d.o.Work, fmt.Sprintf("boot-%d.console.log", d.boots))}
 	var err error
@@ -38,11 +44,11 @@ func (d *demo) boot(ctx context.Context, what string) (*boot, error) {
 	b.vm, err = qemu.Start(ctx, qemu.Config{
 		Name:     fmt.Sprintf("boot-%d", b.n),
 		Firmware: d.o.Firmware,
-		Drives:   []qemu.Drive{{Path: d.disk}},
+		Drives:   drives,
 		// One QEMU per boot: a guest reboot ends it, and the next boot
 		// gets a fresh guestfwd stream (QEMU connects it once, at start).
 		NoReboot: true,
-		NetDev:   "user,id=n,restrict=on," + d.fwd.GuestFwd(guestStore),
+		NetDev:   "user,id=n,restrict=on," + d.fwd.GuestFwd(lab.GuestStore),
 		Log:      log,
 	})
 	if err != nil {

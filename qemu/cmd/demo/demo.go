@@ -19,19 +19,18 @@ import (
 	"github.com/twinroot/twinroot/qemu/lab"
 )
 
-// guestStore is where the guest finds MinIO: QEMU's guestfwd turns a
-// connection to this address into one to the lab forwarder, which sends it
-// on to MinIO on the host's 127.0.0.1.
-const guestStore = "10.0.2.100:9000"
-
 // storePrefix is the folder of the bucket the demo publishes to.
 const storePrefix = "fleet"
 
 type options struct {
 	KernelDir, GrubDir, Updater, Work string
-	Firmware                          qemu.Firmware
-	StepTimeout                       time.Duration
-	Verbose                           bool
+	// ISO is the installer ISO to install v1 from (make iso); "" builds
+	// one. Key names the release key pair it was signed with, so the
+	// demo's later releases are signed by a key v1 trusts.
+	ISO, Key    string
+	Firmware    qemu.Firmware
+	StepTimeout time.Duration
+	Verbose     bool
 }
 
 func (o options) validate() error {
@@ -42,6 +41,9 @@ func (o options) validate() error {
 	}
 	if o.Firmware != qemu.BIOS && o.Firmware != qemu.UEFI {
 		return fmt.Errorf("unknown firmware %q: want bios or uefi", o.Firmware)
+	}
+	if (o.ISO == "") != (o.Key == "") {
+		return errors.New("--iso and --key go together: the demo signs v2 and v3 with the key the ISO's v1 trusts")
 	}
 	if o.StepTimeout <= 0 {
 		return errors.New("--step-timeout must be positive")
@@ -96,7 +98,7 @@ func (d *demo) quote(line string) {
 
 func run(ctx context.Context, o options, out io.Writer) error {
 	// QEMU runs in a temporary directory: every path it gets is absolute.
-	for _, p := range []*string{&o.KernelDir, &o.GrubDir, &o.Updater, &o.Work} {
+	for _, p := range []*string{&o.KernelDir, &o.GrubDir, &o.Updater, &o.Work, &o.ISO, &o.Key} {
 		if *p == "" {
 			continue
 		}
@@ -113,15 +115,22 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if d.lab, err = lab.New(ctx, o.Work, o.KernelDir, o.GrubDir, o.Updater); err != nil {
 		return err
 	}
+	if o.Key != "" {
+		if err := d.lab.UseKey(o.Key); err != nil {
+			return err
+		}
+	}
 
 	v1 := &release{version: "1.0.0", serial: 1, variant: minimal.OK}
 	v2 := &release{version: "2.0.0", serial: 2, variant: minimal.OK}
 	v3 := &release{version: "3.0.0", serial: 3, variant: minimal.Unhealthy}
 	// Every release starts building at once: v3 finishes while the first
-	// guests boot.
+	// guests boot. v1 comes on the installer ISO.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for _, r := range []*release{v1, v2, v3} {
+	v1.done = make(chan struct{})
+	close(v1.done)
+	for _, r := range []*release{v2, v3} {
 		r.done = make(chan struct{})
 		go func() {
 			defer close(r.done)
@@ -142,9 +151,6 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}
 	defer stop()
 
-	if err := d.built(v1); err != nil {
-		return err
-	}
 	if err := d.install(ctx, v1); err != nil {
 		return err
 	}
@@ -191,7 +197,7 @@ func (d *demo) startStore(ctx context.Context) (stop func(), err error) {
 		return nil, err
 	}
 	d.say("MinIO is the release store: %s on %s (log %s)", s3.URL(storePrefix), s3.Endpoint, d.show(s3.LogFile))
-	d.say("the guests reach it as http://%s: QEMU user networking, restricted, one guestfwd to a forwarder on 127.0.0.1:%d", guestStore, d.fwd.Port())
+	d.say("the guests reach it as http://%s: QEMU user networking, restricted, one guestfwd to a forwarder on 127.0.0.1:%d", lab.GuestStore, d.fwd.Port())
 	return func() {
 		d.fwd.Close()
 		stopS3()
@@ -212,31 +218,73 @@ func (d *demo) built(r *release) error {
 	return nil
 }
 
-// install puts r on a fresh disk with a device.yaml on its data partition.
+// install boots the installer ISO with a fresh, empty disk, as a user
+// would: it shows its plan and asks, the demo types yes, it installs r and
+// powers off. Without --iso the demo builds the ISO itself.
 func (d *demo) install(ctx context.Context, r *release) error {
-	cfg := filepath.Join(d.o.Work, "device.yaml")
-	yaml := fmt.Sprintf(`source: %s
-endpoint: http://%s
-region: %s
-credentials:
-  access_key_id: %s
-  secret_access_key: %s
-channel: %s
-reboot:
-  policy: now
-trial_boots: 1
-state_dir: /data/twinroot/state
-`, d.s3.URL(storePrefix), guestStore, d.s3.Region, d.s3.AccessKey, d.s3.SecretKey, lab.Channel)
-	// Credentials: not readable by group or others, or the updater refuses it.
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-		return fmt.Errorf("device config: %w", err)
+	iso := d.o.ISO
+	if iso == "" {
+		cfg := lab.DeviceYAML(d.s3, storePrefix, "slot_size: 64M\n")
+		iso = filepath.Join(d.o.Work, "installer.iso")
+		res, err := d.lab.BuildISO(ctx, iso, lab.ISOOptions{Version: r.version, Serial: r.serial, Config: cfg})
+		if err != nil {
+			return err
+		}
+		d.say("built the installer ISO %s (%.1f MB): v%s, signed, and a device.yaml pointing at the store", d.show(iso), float64(res.Size)/1e6, r.version)
+	}
+	fi, err := os.Stat(iso)
+	if err != nil {
+		return fmt.Errorf("installer ISO: %w (run `make iso`)", err)
 	}
 	d.disk = filepath.Join(d.o.Work, "disk.img")
-	if err := d.lab.InstallRelease(ctx, d.disk, r.dir, cfg); err != nil {
+	os.Remove(d.disk)
+	f, err := os.Create(d.disk)
+	if err == nil {
+		err = f.Truncate(partition.MinDiskSize(lab.SlotSize))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("create disk %s: %w", d.disk, err)
+	}
+	b, err := d.bootWith(ctx, fmt.Sprintf("the installer ISO %s (%.1f MB) in the CD drive, and an empty disk %s", d.show(iso), float64(fi.Size())/1e6, d.show(d.disk)),
+		[]qemu.Drive{{Path: iso, Media: "cdrom", ReadOnly: true, BootOrder: 1}, {Path: d.disk}})
+	if err != nil {
 		return err
 	}
-	d.say("installed v%s on a fresh disk image %s: GPT, GRUB for BIOS and UEFI, slot A committed, slot B empty", r.version, d.show(d.disk))
-	d.say("the data partition holds %s: store %s via http://%s, channel %q, reboot now, 1 trial boot", d.show(cfg), d.s3.URL(storePrefix), guestStore, lab.Channel)
+	defer b.close()
+	failed := `^install failed: `
+	steps := []struct{ what, want string }{
+		{"it verifies the bundled release against the keys its image trusts", `twinroot installer: release .* manifest signed by a key the image trusts`},
+		{"it picks the first fixed disk that is not the medium it booted from and shows its plan", `twinroot installer: plan: install `},
+	}
+	for _, s := range steps {
+		if err := b.expectQuote(s.what, s.want, failed); err != nil {
+			return err
+		}
+	}
+	// The question ends without a newline: no whole line to wait for.
+	if _, err := b.vm.Expect(`type yes and Enter to erase`, d.o.StepTimeout); err != nil {
+		return fmt.Errorf("boot %d: the installer did not ask before erasing the disk: %w; console in %s", b.n, err, d.show(b.log))
+	}
+	d.say("it asks before it erases the disk; the demo types yes")
+	if err := b.vm.Send("yes"); err != nil {
+		return err
+	}
+	for _, s := range []struct{ what, want string }{
+		{"it writes slot A while hashing it against the signed manifest", `twinroot installer: writing slot A: 100%`},
+		{"installs GRUB for BIOS and UEFI, formats the data partition with the device config", `twinroot installer: installed `},
+		{"and powers off", `twinroot installer: done: `},
+	} {
+		if err := b.expectQuote(s.what, s.want, failed); err != nil {
+			return err
+		}
+	}
+	if err := b.rebooted(); err != nil {
+		return err
+	}
+	d.say("installed v%s on %s: GPT, GRUB for BIOS and UEFI, slot A committed, slot B empty", r.version, d.show(d.disk))
 	return nil
 }
 
@@ -249,7 +297,11 @@ func (d *demo) publish(ctx context.Context, r *release) error {
 	if err != nil {
 		return err
 	}
-	d.say("published v%s to channel %q: %d objects, %.1f MB, latest.json last (signed with a key made for this demo, trusted by every image)", r.version, lab.Channel, len(p.Objects), float64(p.Bytes)/1e6)
+	key := "a key made for this demo, trusted by every image"
+	if d.o.Key != "" {
+		key = d.show(d.o.Key) + ", the key the installed image trusts"
+	}
+	d.say("published v%s to channel %q: %d objects, %.1f MB, latest.json last (signed with %s)", r.version, lab.Channel, len(p.Objects), float64(p.Bytes)/1e6, key)
 	return nil
 }
 
@@ -311,7 +363,9 @@ func (d *demo) takeUpdate(ctx context.Context, what, slot string, old, next *rel
 	if err := b.expectQuote("updater boot finds no trial to finish", `twinroot: nothing-to-do:`, `twinroot: (committed|marked-bad|fell-back|unknown-slot):`); err != nil {
 		return err
 	}
-	want := fmt.Sprintf(`slot %s: %s \(serial %d\) written and verified`, other, strings.ReplaceAll(next.version, ".", `\.`), next.serial)
+	// The pattern runs to the line's end: the console matches lines as
+	// they arrive, and the demo quotes the whole of it.
+	want := fmt.Sprintf(`slot %s: %s \(serial %d\) written and verified; .*; armed for \d+ trial boot`, other, strings.ReplaceAll(next.version, ".", `\.`), next.serial)
 	if err := b.expectQuote(fmt.Sprintf("it checks the store, finds v%s and streams it into slot %s (chunks the running slot has are copied, not fetched), verifies it and arms one trial", next.version, strings.ToUpper(other)),
 		want, `twinroot-init: updater boot exit=`, `^(refused|up-to-date):`); err != nil {
 		return err

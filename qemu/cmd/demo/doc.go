@@ -4,8 +4,10 @@
 //  1. start MinIO on 127.0.0.1 as the release store, and build signed
 //     releases of the minimal reference system: v1.0.0 and v2.0.0 (healthy)
 //     and v3.0.0 (it boots, but its health check fails);
-//  2. install v1.0.0 on a fresh disk image, with a device.yaml on the data
-//     partition pointing at the store, and publish v2.0.0;
+//  2. boot the installer ISO (--iso, from `make iso`; or one the demo builds)
+//     with an empty disk, as a user would: it shows its plan and asks, the
+//     demo types yes, and it installs v1.0.0 with a device.yaml on the data
+//     partition pointing at the store and powers off; publish v2.0.0;
 //  3. boot: `updater boot` on v1.0.0 finds v2.0.0, streams it into slot B,
 //     verifies it, arms one trial and reboots; GRUB tries B once, the health
 //     check passes and `updater boot` commits it;
@@ -23,5 +25,6 @@
 // reason and exit code 1. MinIO comes from `make s3-servers`.
 //
 //	go run ./qemu/cmd/demo --kernel-dir build/kernel --grub-dir build/grub \
-//		--updater build/bin/updater --work build/demo [--firmware uefi]
+//		--updater build/bin/updater --work build/demo [--firmware uefi] \
+//		[--iso build/installer.iso --key build/keys/release.key]
 package main

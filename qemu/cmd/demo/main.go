@@ -27,6 +27,8 @@ func main() {
 	fs.StringVar(&o.GrubDir, "grub-dir", "", "boot.img, core.img and BOOTX64.EFI (make grub) (required)")
 	fs.StringVar(&o.Updater, "updater", "", "static updater binary for the guest (default: build one)")
 	fs.StringVar(&o.Work, "work", "", "directory for images, the disk and console logs (required)")
+	fs.StringVar(&o.ISO, "iso", "", "installer ISO to install v1.0.0 from (make iso; default: build one)")
+	fs.StringVar(&o.Key, "key", "", "release key pair the ISO's release was signed with, e.g. build/keys/release.key (required with --iso)")
 	firmware := fs.String("firmware", string(qemu.BIOS), "firmware of the guest: bios or uefi")
 	fs.DurationVar(&o.StepTimeout, "step-timeout", 3*time.Minute, "longest wait for one expected console line")
 	fs.BoolVar(&o.Verbose, "verbose", false, "stream the guest console to stderr")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -10,13 +9,13 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/u-root/u-root/pkg/kmodule"
 	"github.com/u-root/u-root/pkg/mount"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/twinroot/twinroot/internal/initramfs"
 )
 
 // diskWait bounds the wait for a disk: drivers probe asynchronously, and a
@@ -34,7 +33,7 @@ func pid1(s *system) int {
 	os.Setenv("HOME", "/root")
 
 	start := time.Now()
-	for _, err := range loadModules() {
+	for _, err := range initramfs.LoadModules() {
 		s.printf("%v", err)
 	}
 	disks := waitDisks("/sys/block", diskWait)
@@ -105,65 +104,6 @@ func reopenConsole() error {
 		}
 	}
 	return nil
-}
-
-// loadModules loads every module the initramfs carries (its modules.dep lists
-// exactly those) with their dependencies, in parallel.
-func loadModules() []error {
-	var uts unix.Utsname
-	if err := unix.Uname(&uts); err != nil {
-		return []error{fmt.Errorf("uname: %w", err)}
-	}
-	release := unix.ByteSliceToString(uts.Release[:])
-	depFile := filepath.Join("/lib/modules", release, "modules.dep")
-	f, err := os.Open(depFile)
-	if err != nil {
-		return []error{fmt.Errorf("modules: %w", err)}
-	}
-	var names []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if mod, _, ok := strings.Cut(sc.Text(), ":"); ok {
-			names = append(names, strings.TrimSuffix(filepath.Base(mod), ".ko"))
-		}
-	}
-	f.Close()
-	p, err := kmodule.NewProber(kmodule.ProbeOpts{KVer: release})
-	if err != nil {
-		return []error{fmt.Errorf("modules: %w", err)}
-	}
-	// The USB host drivers want EHCI before its companions (UHCI), so that
-	// one goes in a first wave; everything else loads in parallel.
-	var first, rest []string
-	for _, n := range names {
-		if strings.HasPrefix(n, "ehci") {
-			first = append(first, n)
-		} else {
-			rest = append(rest, n)
-		}
-	}
-	var (
-		mu   sync.Mutex
-		errs []error
-	)
-	for _, wave := range [][]string{first, rest} {
-		var wg sync.WaitGroup
-		for _, n := range wave {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				// ENODEV: no such hardware here (crc32c_intel on a CPU
-				// without SSE4.2, as QEMU's default model under TCG).
-				if err := p.Probe(n, ""); err != nil && !errors.Is(err, unix.ENODEV) {
-					mu.Lock()
-					errs = append(errs, fmt.Errorf("module %s: %w", n, err))
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
-	}
-	return errs
 }
 
 // waitDisks polls dir (/sys/block) until a disk appears or timeout passes,
