@@ -136,21 +136,22 @@ func TestScenarioPowerCutDuringUpdate(t *testing.T) {
 		boots++
 		return qemu.StartT(t, qemu.Config{Name: fmt.Sprintf("powercut-%d-%s", boots, name), Firmware: qemu.BIOS,
 			Drives: []qemu.Drive{{Path: disk}}, NoReboot: true,
-			NetDev: "user,id=n,restrict=on," + fwd.GuestFwd(guestStore)})
+			NetDev: "user,id=n,restrict=on," + fwd.GuestFwd(lab.GuestStore)})
 	}
-	const (
-		applyingLine = `msg=applying version=2\.0\.0 slot=b`
-		writtenLine  = `slot b: 2\.0\.0 \(serial 2\) written and verified; fetched \d+ bytes`
-	)
+	const applyingLine = `msg=applying version=2\.0\.0 slot=b`
+	writtenLine := appliedLine("b", "2.0.0", 2)
 
 	// Each cut lands at a random moment of what is left of its run: the
 	// scan of slot a and the copy of the chunks it has that come first
 	// (about prefetchTime), then the fetch of the new chunks not yet
-	// journaled (at throttleRate), then the read-back of slot b. All but
-	// the last cut draw from a share of the fetch left, so that later cuts
-	// still find an apply to cut; the last one draws from the whole run
-	// (the read-back about verifyTime), and may miss it: one cut to spare.
-	const prefetchTime, verifyTime = 4 * time.Second, 2 * time.Second
+	// journaled (at throttleRate at most, so it lasts at least fetchLeft),
+	// then the read-back of slot b. All but the last cut land after
+	// scanTime, in an equal share of the fetch left (of k cuts to go, the
+	// first 1/k), so each of them finds an apply to cut however fast the
+	// guest scans, and most find a journal that moved since the last; the
+	// last one draws from the whole run (the read-back about verifyTime),
+	// and may miss it: one cut to spare.
+	const scanTime, prefetchTime, verifyTime = 2 * time.Second, 4 * time.Second, 2 * time.Second
 	var journaled int64 // raw bytes the journal records after the last cut
 	cuts, armedByCut := 0, false
 	var vm *qemu.VM
@@ -162,11 +163,11 @@ func TestScenarioPowerCutDuringUpdate(t *testing.T) {
 		expect(t, vm, applyingLine)
 		applying = time.Now()
 		fetchLeft := time.Duration(float64(bytesAfter(newChunks, journaled)) / throttleRate * float64(time.Second))
-		window := prefetchTime + 2*fetchLeft/time.Duration(powerCuts-cuts)
+		from, window := scanTime, fetchLeft/time.Duration(powerCuts-cuts)
 		if cuts == powerCuts-1 {
-			window = prefetchTime + fetchLeft + verifyTime
+			from, window = 0, prefetchTime+fetchLeft+verifyTime
 		}
-		at := time.Duration(rng.Float64() * float64(window))
+		at := from + time.Duration(rng.Float64()*float64(window))
 		var err error
 		_, line, err = vm.ExpectAny(at, writtenLine)
 		if err == nil {
@@ -220,8 +221,8 @@ func TestScenarioPowerCutDuringUpdate(t *testing.T) {
 		if j.Offset < journaled {
 			t.Errorf("cut %d: the journal went back from %d to %d bytes", cuts, journaled, j.Offset)
 		}
-		step("cut %d: power off %.2fs after \"applying\" (planned %.2fs of a %.1fs window); GRUB boots a, b writing; journal %d of %d bytes (%.0f%%), %d new bytes left",
-			cuts, cutAt.Seconds(), at.Seconds(), window.Seconds(), j.Offset, j.Size, percent(j.Offset, j.Size), bytesAfter(newChunks, j.Offset))
+		step("cut %d: power off %.2fs after \"applying\" (planned %.2fs, drawn from %.1f-%.1fs); GRUB boots a, b writing; journal %d of %d bytes (%.0f%%), %d new bytes left",
+			cuts, cutAt.Seconds(), at.Seconds(), from.Seconds(), (from + window).Seconds(), j.Offset, j.Size, percent(j.Offset, j.Size), bytesAfter(newChunks, j.Offset))
 		journaled = max(journaled, j.Offset)
 	}
 	if cuts < 5 {
@@ -265,11 +266,20 @@ func TestScenarioPowerCutDuringUpdate(t *testing.T) {
 	step("v2 committed after %d power cuts in its apply and %d boots", cuts, boots)
 }
 
-// fetchedBytes reads the byte counts of the updater's "written and
-// verified" line.
+// appliedLine is the pattern of the whole line `updater apply` prints once
+// it wrote and verified version (serial) into slot. The console matches
+// lines as they arrive, so the pattern runs to the line's last field: one
+// that ended at "fetched N bytes" once matched a line whose reuse count had
+// not arrived yet.
+func appliedLine(slot, version string, serial uint64) string {
+	return fmt.Sprintf(`slot %s: %s \(serial %d\) written and verified; fetched \d+ bytes, reused \d+; armed for \d+ trial boot`,
+		slot, regexp.QuoteMeta(version), serial)
+}
+
+// fetchedBytes reads the byte counts of an appliedLine.
 func fetchedBytes(t *testing.T, line string) (fetched, reused int64) {
 	t.Helper()
-	m := regexp.MustCompile(`fetched (\d+) bytes, reused (\d+)`).FindStringSubmatch(line)
+	m := regexp.MustCompile(`fetched (\d+) bytes, reused (\d+);`).FindStringSubmatch(line)
 	if m == nil {
 		t.Fatalf("no byte counts in %q", line)
 	}
