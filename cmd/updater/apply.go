@@ -14,6 +14,7 @@ import (
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/cli"
 	"github.com/twinroot/twinroot/internal/config"
+	"github.com/twinroot/twinroot/internal/state"
 )
 
 type applyOptions struct {
@@ -73,31 +74,32 @@ func runApply(c *cobra.Command, o applyOptions, w io.Writer) error {
 		return err
 	}
 	defer d.Close()
-	return applyOn(c, d, running, o, w)
-}
-
-// applyOn is apply on a disk already open, which updater boot shares.
-func applyOn(c *cobra.Command, d *bootstate.Disk, running bootstate.Slot, o applyOptions, w io.Writer) error {
-	progress := cli.Progress(os.Stderr, "writing slot "+string(running.Other()))
-	if o.opts.Image != "" {
-		if o.opts.Tries == 0 {
-			o.opts.Tries = 1
-		}
-		o.opts.Progress = progress
-		r, err := apply.FromFile(c.Context(), d, running, o.opts)
+	if o.opts.Image == "" {
+		cfg, st, err := o.cfg.load()
 		if err != nil {
 			return err
 		}
-		if o.out.JSON() {
-			return cli.WriteJSON(w, r)
-		}
-		fmt.Fprintf(w, "slot %s: version %s written and verified (sha256 %s); armed for %d trial boot(s)\n", r.Slot, r.Version, r.SHA256, r.State.Tries)
-		return nil
+		return applyChannel(c, d, running, cfg, st, o, w)
 	}
-	cfg, st, err := o.cfg.load()
+	if o.opts.Tries == 0 {
+		o.opts.Tries = 1
+	}
+	o.opts.Progress = cli.Progress(os.Stderr, "writing slot "+string(running.Other()))
+	r, err := apply.FromFile(c.Context(), d, running, o.opts)
 	if err != nil {
 		return err
 	}
+	if o.out.JSON() {
+		return cli.WriteJSON(w, r)
+	}
+	fmt.Fprintf(w, "slot %s: version %s written and verified (sha256 %s); armed for %d trial boot(s)\n", r.Slot, r.Version, r.SHA256, r.State.Tries)
+	return nil
+}
+
+// applyChannel applies the newest release of the config's channel on a
+// disk already open, with the config already loaded: updater boot shares it.
+func applyChannel(c *cobra.Command, d *bootstate.Disk, running bootstate.Slot, cfg *config.Config, st state.Store, o applyOptions, w io.Writer) error {
+	progress := cli.Progress(os.Stderr, "writing slot "+string(running.Other()))
 	if o.opts.Tries == 0 {
 		o.opts.Tries = cfg.TrialBoots
 	}

@@ -95,7 +95,7 @@ func runBoot(c *cobra.Command, o bootOptions, w io.Writer) error {
 		if r.Phase != bootstate.Committed && r.Phase != bootstate.TrialFailed {
 			return nil // a trial is pending or this slot is not the committed one
 		}
-		return applyOn(c, d, running, applyOptions{dev: o.dev, cfg: o.cfg, out: o.out}, w)
+		return applyChannel(c, d, running, cfg, st, applyOptions{dev: o.dev, cfg: o.cfg, out: o.out}, w)
 	}
 	if o.noReboot || o.dev.Offline() {
 		return agent.ErrRebootNeeded
