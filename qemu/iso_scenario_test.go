@@ -276,3 +276,50 @@ func flipImageByte(t *testing.T, isoFile string) {
 	}
 	t.Fatal("no squashfs slot image in the ISO")
 }
+
+// TestISOAsks boots an ISO built without twinroot.yes=1, as a user's
+// would be: the installer shows its plan and asks on the console. Any
+// answer but "yes" refuses, the empty disk stays all zeros, and Enter
+// powers off; booted again and answered "yes", it installs, and the disk
+// runs v1 from slot A. BIOS only: the prompt is the installer's, the same
+// under either firmware.
+func TestISOAsks(t *testing.T) {
+	l := testLab(t)
+	start := time.Now()
+	t.Cleanup(func() { t.Logf("scenario %s took %v", t.Name(), time.Since(start).Round(100*time.Millisecond)) })
+	iso := filepath.Join(t.TempDir(), "installer-asks.iso")
+	if _, err := l.BuildISO(t.Context(), iso, lab.ISOOptions{Config: isoDeviceYAML}); err != nil {
+		t.Fatal(err)
+	}
+	disk := emptyDisk(t, "disk.img")
+	before := fileHash(t, disk)
+	drives := []qemu.Drive{{Path: iso, Media: "cdrom", ReadOnly: true, BootOrder: 1}, {Path: disk}}
+	const prompt = `type yes and Enter to erase everything on /dev/vda and install 1\.0\.0: `
+
+	vm := qemu.StartT(t, qemu.Config{Name: "asks-no", Drives: drives})
+	expect(t, vm, `twinroot installer: plan: install 1\.0\.0 onto /dev/vda`)
+	expect(t, vm, prompt)
+	vm.Send("no")
+	line := failureLine(t, vm)
+	if !strings.Contains(line, "not confirmed") || !strings.Contains(line, `"no"`) {
+		t.Errorf("failure line %q, want not confirmed, quoting the answer", line)
+	}
+	vm.Send("")
+	if err := vm.Wait(stepTimeout); err != nil {
+		t.Fatalf("Enter did not power off: %v", err)
+	}
+	if after := fileHash(t, disk); after != before {
+		t.Errorf("the disk changed after the answer no: sha256 %s before, %s after", before, after)
+	}
+
+	vm = qemu.StartT(t, qemu.Config{Name: "asks-yes", Drives: drives})
+	expect(t, vm, prompt)
+	vm.Send("yes")
+	expect(t, vm, `twinroot installer: writing slot A: 100%`)
+	expect(t, vm, `twinroot installer: installed 1\.0\.0 on /dev/vda`)
+	expect(t, vm, `twinroot installer: done: remove the installer medium; powering off`)
+	if err := vm.Wait(stepTimeout); err != nil {
+		t.Fatalf("the installer did not power off: %v", err)
+	}
+	bootInstalled(t, disk, qemu.BIOS)
+}
