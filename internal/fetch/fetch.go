@@ -67,7 +67,7 @@ type Options struct {
 	Journal Journal
 
 	MaxGap       int64         // coalesce requests across gaps up to this (compressed bytes); default 256 KiB, <0 none
-	MaxRequest   int64         // most bytes one request asks for; default 8 MiB
+	MaxRequest   int64         // most bytes one request asks for; default 64 MiB
 	SyncEvery    int64         // raw bytes between journal records (and at most 2 s); default 32 MiB
 	StallTimeout time.Duration // a request with no byte for this long is retried; default 30 s
 	Workers      int           // decompress-and-hash goroutines; default GOMAXPROCS+1

@@ -13,6 +13,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// MountKernelFilesystems is what an initramfs's init mounts first: proc,
+// sysfs, devtmpfs on /dev, and tmpfs on /tmp and /run. It mounts what it
+// can and returns an error for each one it cannot.
+func MountKernelFilesystems() []error {
+	var errs []error
+	for _, m := range []struct{ dev, dir, fstype, data string }{
+		{"proc", "/proc", "proc", ""},
+		{"sysfs", "/sys", "sysfs", ""},
+		{"devtmpfs", "/dev", "devtmpfs", "mode=0755"},
+		{"tmpfs", "/tmp", "tmpfs", "mode=1777"},
+		{"tmpfs", "/run", "tmpfs", "mode=0755"},
+	} {
+		if err := os.MkdirAll(m.dir, 0o755); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := unix.Mount(m.dev, m.dir, m.fstype, unix.MS_NOSUID, m.data); err != nil {
+			errs = append(errs, fmt.Errorf("mount %s on %s: %w", m.fstype, m.dir, err))
+		}
+	}
+	return errs
+}
+
 // LoadModules is the boot-time side of Modules: run by an initramfs's init,
 // it loads every module the initramfs carries (its modules.dep lists
 // exactly those) with their dependencies, in parallel. The errors are worth

@@ -127,7 +127,7 @@ func Build(ctx context.Context, o Options) (Result, error) {
 		"/boot/grub/i386-pc/eltorito.img=" + eltorito,
 		"/boot/grub/efi.img=" + efiImg,
 		"/boot/grub/grub.cfg=" + cfg,
-		"/boot/vmlinuz=" + k.vmlinuz,
+		"/boot/vmlinuz=" + k.Vmlinuz,
 		"/boot/initrd.img=" + initrd,
 		"/twinroot/medium-" + id + "=" + marker,
 		"/twinroot/release/" + release.SlotFile + "=" + filepath.Join(o.Release, release.SlotFile),
@@ -170,32 +170,15 @@ func Build(ctx context.Context, o Options) (Result, error) {
 		VolumeID: d.VolumeID, Initrd: ri.Size(), Duration: time.Since(start)}, nil
 }
 
-// kernel is a checked kernel directory.
-type kernel struct {
-	vmlinuz, release, releaseDir string
-}
-
 // checkInputs finds the kernel, the GRUB images and tools, the installer
 // and mke2fs, and names the make target for whatever is missing.
-func checkInputs(o Options) (*kernel, error) {
+func checkInputs(o Options) (*initramfs.Kernel, error) {
 	missing := func(what, target string) error {
 		return fmt.Errorf("%w: %s (run `make %s`)", ErrMissingInput, what, target)
 	}
-	if o.KernelDir == "" {
-		return nil, missing("no kernel directory given", "kernel")
-	}
-	k := &kernel{vmlinuz: filepath.Join(o.KernelDir, "vmlinuz")}
-	if _, err := os.Stat(k.vmlinuz); err != nil {
-		return nil, missing("kernel "+k.vmlinuz, "kernel")
-	}
-	v, err := os.ReadFile(filepath.Join(o.KernelDir, "version"))
+	k, err := initramfs.OpenKernel(o.KernelDir)
 	if err != nil {
-		return nil, missing("kernel release file "+filepath.Join(o.KernelDir, "version"), "kernel")
-	}
-	k.release = strings.TrimSpace(string(v))
-	k.releaseDir = filepath.Join(o.KernelDir, "lib", "modules", k.release)
-	if _, err := os.Stat(filepath.Join(k.releaseDir, "modules.dep")); err != nil {
-		return nil, missing("kernel modules "+filepath.Join(k.releaseDir, "modules.dep"), "kernel")
+		return nil, fmt.Errorf("%w: %v", ErrMissingInput, err)
 	}
 	if _, err := grub.LoadImages(o.GrubDir); err != nil {
 		return nil, missing("GRUB images in "+o.GrubDir, "grub")
@@ -236,8 +219,8 @@ func checkStatic(path string) error {
 }
 
 // buildInitramfs writes the installer's initramfs: see the package comment.
-func buildInitramfs(k *kernel, installer, out string) error {
-	mods, err := initramfs.SelectModules(k.releaseDir, installerModules)
+func buildInitramfs(k *initramfs.Kernel, installer, out string) error {
+	mods, err := initramfs.SelectModules(k.ReleaseDir, installerModules)
 	if err != nil {
 		return err
 	}
@@ -265,7 +248,7 @@ func buildInitramfs(k *kernel, installer, out string) error {
 			return err
 		}
 	}
-	if err := t.AddModules(k.release, k.releaseDir, mods); err != nil {
+	if err := t.AddModules(k.Release, k.ReleaseDir, mods); err != nil {
 		return err
 	}
 	b, err := t.Gzip()

@@ -1,7 +1,6 @@
 package iso
 
 import (
-	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -16,22 +15,7 @@ import (
 // modules.dep lists exactly those). The errors are worth showing, not
 // fatal: a module for hardware the machine lacks fails to load.
 func SetupPID1() []error {
-	var errs []error
-	for _, m := range []struct{ dev, dir, fstype, data string }{
-		{"proc", "/proc", "proc", ""},
-		{"sysfs", "/sys", "sysfs", ""},
-		{"devtmpfs", "/dev", "devtmpfs", "mode=0755"},
-		{"tmpfs", "/tmp", "tmpfs", "mode=1777"},
-		{"tmpfs", "/run", "tmpfs", "mode=0755"},
-	} {
-		if err := os.MkdirAll(m.dir, 0o755); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := unix.Mount(m.dev, m.dir, m.fstype, unix.MS_NOSUID, m.data); err != nil {
-			errs = append(errs, fmt.Errorf("mount %s on %s: %w", m.fstype, m.dir, err))
-		}
-	}
+	errs := initramfs.MountKernelFilesystems()
 	os.Setenv("PATH", "/sbin:/bin")
 	os.Setenv("HOME", "/root")
 	return append(errs, initramfs.LoadModules()...)

@@ -3,7 +3,6 @@ package minimal
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -62,33 +61,6 @@ func (o Options) normalized() (Options, error) {
 	return o, nil
 }
 
-// kernel is a checked KernelDir.
-type kernel struct {
-	vmlinuz    string
-	release    string
-	releaseDir string // lib/modules/<release>
-}
-
-func openKernel(dir string) (*kernel, error) {
-	if dir == "" {
-		return nil, errors.New("no kernel directory given: run `make kernel` and pass build/kernel")
-	}
-	k := &kernel{vmlinuz: filepath.Join(dir, "vmlinuz")}
-	if _, err := os.Stat(k.vmlinuz); err != nil {
-		return nil, fmt.Errorf("kernel directory %s has no vmlinuz: run `make kernel`", dir)
-	}
-	v, err := os.ReadFile(filepath.Join(dir, "version"))
-	if err != nil {
-		return nil, fmt.Errorf("kernel directory %s has no version file: run `make kernel`", dir)
-	}
-	k.release = strings.TrimSpace(string(v))
-	k.releaseDir = filepath.Join(dir, "lib", "modules", k.release)
-	if _, err := os.Stat(filepath.Join(k.releaseDir, "modules.dep")); err != nil {
-		return nil, fmt.Errorf("kernel directory %s has no lib/modules/%s/modules.dep: run `make kernel`", dir, k.release)
-	}
-	return k, nil
-}
-
 // BuildInitramfs writes a newc cpio (gzip-compressed) holding /init,
 // /bin/updater, /etc/twinroot/{version,variant}, the needed modules with a
 // modules.dep for them, and the dev nodes console and null. Reproducible:
@@ -98,11 +70,11 @@ func BuildInitramfs(ctx context.Context, opts Options, out string) error {
 	if err != nil {
 		return fmt.Errorf("build initramfs %s: %w", out, err)
 	}
-	k, err := openKernel(opts.KernelDir)
+	k, err := initramfs.OpenKernel(opts.KernelDir)
 	if err != nil {
 		return err
 	}
-	mods, err := selectModules(k.releaseDir, modules)
+	mods, err := initramfs.SelectModules(k.ReleaseDir, modules)
 	if err != nil {
 		return fmt.Errorf("build initramfs %s: %w", out, err)
 	}
@@ -140,7 +112,7 @@ func BuildInitramfs(ctx context.Context, opts Options, out string) error {
 	}
 	tree.Data("etc/twinroot/version", []byte(opts.Version+"\n"), 0o644)
 	tree.Data("etc/twinroot/variant", []byte(string(opts.Variant)+"\n"), 0o644)
-	if err := tree.AddModules(k.release, k.releaseDir, mods); err != nil {
+	if err := tree.AddModules(k.Release, k.ReleaseDir, mods); err != nil {
 		return fmt.Errorf("build initramfs %s: %w", out, err)
 	}
 	b, err := tree.Gzip()
@@ -216,7 +188,7 @@ func BuildRoot(ctx context.Context, opts Options, dir string) error {
 	if err != nil {
 		return fmt.Errorf("build root %s: %w", dir, err)
 	}
-	k, err := openKernel(opts.KernelDir)
+	k, err := initramfs.OpenKernel(opts.KernelDir)
 	if err != nil {
 		return err
 	}
@@ -225,7 +197,7 @@ func BuildRoot(ctx context.Context, opts Options, dir string) error {
 			return fmt.Errorf("build root %s: %w", dir, err)
 		}
 	}
-	vmlinuz, err := os.ReadFile(k.vmlinuz)
+	vmlinuz, err := os.ReadFile(k.Vmlinuz)
 	if err != nil {
 		return fmt.Errorf("build root %s: %w", dir, err)
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/twinroot/twinroot/internal/initramfs"
 )
 
 // kernelDir returns the kernel fetched by `make kernel` (build/kernel at the
@@ -263,9 +265,9 @@ func TestSelectModules(t *testing.T) {
 			"kernel/drivers/usb/core/usbcore.ko:\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "modules.builtin"), []byte("kernel/fs/fat/vfat.ko\n"), 0o644)
 
-	set, err := selectModules(dir, []string{"ext4", "usb_storage", "vfat"})
+	set, err := initramfs.SelectModules(dir, []string{"ext4", "usb_storage", "vfat"})
 	if err != nil {
-		t.Fatalf("selectModules: %v", err)
+		t.Fatalf("SelectModules: %v", err)
 	}
 	want := []string{
 		"kernel/drivers/usb/core/usbcore.ko",
@@ -286,8 +288,8 @@ func TestSelectModules(t *testing.T) {
 		t.Errorf("modules.dep (-want +got):\n%s", diff)
 	}
 
-	if _, err := selectModules(dir, []string{"ext4", "zfs"}); err == nil || !strings.Contains(err.Error(), "zfs") {
-		t.Errorf("selectModules(zfs) = %v, want an error naming zfs", err)
+	if _, err := initramfs.SelectModules(dir, []string{"ext4", "zfs"}); err == nil || !strings.Contains(err.Error(), "zfs") {
+		t.Errorf("SelectModules(zfs) = %v, want an error naming zfs", err)
 	}
 }
 

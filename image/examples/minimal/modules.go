@@ -1,7 +1,5 @@
 package minimal
 
-import "github.com/twinroot/twinroot/internal/initramfs"
-
 // modules are the kernel modules the minimal system loads at boot, by name
 // (hyphens and underscores are interchangeable, as for modprobe). Their
 // dependencies from modules.dep come along. Debian's kernel builds all of them
@@ -17,13 +15,4 @@ var modules = []string{
 	"nls_utf8", "squashfs", "isofs", "loop", "overlay",
 	// Network (QEMU's virtio-net and default e1000), entropy, the watchdog.
 	"virtio_net", "e1000", "virtio_rng", "i6300esb",
-}
-
-// moduleSet is the part of a kernel's module tree an initramfs carries.
-type moduleSet = initramfs.Modules
-
-// selectModules resolves names against releaseDir/modules.dep and
-// modules.builtin and returns the modules to carry with their dependencies.
-func selectModules(releaseDir string, names []string) (*moduleSet, error) {
-	return initramfs.SelectModules(releaseDir, names)
 }

@@ -73,20 +73,8 @@ func pid1(s *system) int {
 }
 
 func mountKernelFilesystems(s *system) {
-	for _, m := range []struct{ dev, dir, fstype, data string }{
-		{"proc", "/proc", "proc", ""},
-		{"sysfs", "/sys", "sysfs", ""},
-		{"devtmpfs", "/dev", "devtmpfs", "mode=0755"},
-		{"tmpfs", "/tmp", "tmpfs", "mode=1777"},
-		{"tmpfs", "/run", "tmpfs", "mode=0755"},
-	} {
-		if err := os.MkdirAll(m.dir, 0o755); err != nil {
-			s.printf("mkdir %s: %v", m.dir, err)
-			continue
-		}
-		if _, err := mount.Mount(m.dev, m.dir, m.fstype, m.data, unix.MS_NOSUID); err != nil {
-			s.printf("mount %s on %s: %v", m.fstype, m.dir, err)
-		}
+	for _, err := range initramfs.MountKernelFilesystems() {
+		s.printf("%v", err)
 	}
 }
 
