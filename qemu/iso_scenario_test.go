@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/twinroot/twinroot/internal/bootstate"
-	"github.com/twinroot/twinroot/internal/partition"
 	"github.com/twinroot/twinroot/qemu"
 	"github.com/twinroot/twinroot/qemu/lab"
 )
@@ -60,12 +59,7 @@ func testISO(t *testing.T) (*lab.Lab, string) {
 func emptyDisk(t *testing.T, name string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(partition.MinDiskSize(lab.SlotSize)); err != nil {
+	if err := lab.EmptyDisk(p); err != nil {
 		t.Fatal(err)
 	}
 	return p

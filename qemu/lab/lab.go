@@ -100,17 +100,28 @@ func (l *Lab) Install(ctx context.Context, path, version string) error {
 	if err != nil {
 		return err
 	}
+	if err := EmptyDisk(path); err != nil {
+		return err
+	}
+	_, err = install.Install(ctx, install.Options{Disk: path, Image: img, GrubDir: l.GrubDir, SlotSize: SlotSize})
+	return err
+}
+
+// EmptyDisk makes (or empties) a sparse disk file at path of the size the
+// lab's disks have: the smallest that holds its layout.
+func EmptyDisk(path string) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	err = f.Truncate(partition.MinDiskSize(SlotSize))
-	f.Close()
-	if err != nil {
-		return err
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	_, err = install.Install(ctx, install.Options{Disk: path, Image: img, GrubDir: l.GrubDir, SlotSize: SlotSize})
-	return err
+	if err != nil {
+		return fmt.Errorf("create disk %s: %w", path, err)
+	}
+	return nil
 }
 
 // Stage writes version/variant into the slot that is not running on the

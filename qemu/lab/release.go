@@ -13,7 +13,6 @@ import (
 	"github.com/twinroot/twinroot/image/examples/minimal"
 	"github.com/twinroot/twinroot/internal/install"
 	"github.com/twinroot/twinroot/internal/keys"
-	"github.com/twinroot/twinroot/internal/partition"
 	"github.com/twinroot/twinroot/internal/release"
 	"github.com/twinroot/twinroot/internal/source"
 )
@@ -159,18 +158,10 @@ func (l *Lab) Publish(ctx context.Context, st source.Store, dir string) (release
 // in dir on it, as `installer install` does, seeding the data partition
 // with the device config file deviceYAML ("" for none).
 func (l *Lab) InstallRelease(ctx context.Context, disk, dir, deviceYAML string) error {
-	f, err := os.Create(disk)
-	if err != nil {
+	if err := EmptyDisk(disk); err != nil {
 		return err
 	}
-	err = f.Truncate(partition.MinDiskSize(SlotSize))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("create disk %s: %w", disk, err)
-	}
-	_, err = install.Install(ctx, install.Options{Disk: disk, Image: dir, GrubDir: l.GrubDir, SlotSize: SlotSize, Config: deviceYAML})
+	_, err := install.Install(ctx, install.Options{Disk: disk, Image: dir, GrubDir: l.GrubDir, SlotSize: SlotSize, Config: deviceYAML})
 	if err != nil {
 		return fmt.Errorf("install %s on %s: %w", filepath.Base(dir), disk, err)
 	}

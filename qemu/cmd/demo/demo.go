@@ -237,16 +237,8 @@ func (d *demo) install(ctx context.Context, r *release) error {
 		return fmt.Errorf("installer ISO: %w (run `make iso`)", err)
 	}
 	d.disk = filepath.Join(d.o.Work, "disk.img")
-	os.Remove(d.disk)
-	f, err := os.Create(d.disk)
-	if err == nil {
-		err = f.Truncate(partition.MinDiskSize(lab.SlotSize))
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("create disk %s: %w", d.disk, err)
+	if err := lab.EmptyDisk(d.disk); err != nil {
+		return err
 	}
 	b, err := d.bootWith(ctx, fmt.Sprintf("the installer ISO %s (%.1f MB) in the CD drive, and an empty disk %s", d.show(iso), float64(fi.Size())/1e6, d.show(d.disk)),
 		[]qemu.Drive{{Path: iso, Media: "cdrom", ReadOnly: true, BootOrder: 1}, {Path: d.disk}})
