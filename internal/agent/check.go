@@ -55,19 +55,8 @@ func RunningRelease(d *bootstate.Disk, slot bootstate.Slot) (Release, error) {
 	if err != nil {
 		return Release{}, fmt.Errorf("slot %s: %w", slot, err)
 	}
-	var pubs []keys.PublicKey
-	for name, b := range trusted {
-		if filepath.Ext(name) != ".pub" {
-			continue
-		}
-		k, err := keys.ParsePublic(b)
-		if err != nil {
-			return Release{}, fmt.Errorf("slot %s: %s%s: %w", slot, image.TrustedDir, "/"+name, err)
-		}
-		pubs = append(pubs, k)
-	}
-	if r.Trusted, err = keys.NewRing(pubs...); err != nil {
-		return Release{}, err
+	if r.Trusted, err = keys.ParseTrusted(image.TrustedDir, trusted); err != nil {
+		return Release{}, fmt.Errorf("slot %s: %w", slot, err)
 	}
 	return r, nil
 }

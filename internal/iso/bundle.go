@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/twinroot/twinroot/image"
@@ -85,23 +84,12 @@ func trustedKeys(path string) (keys.Ring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	names := make([]string, 0, len(pubs))
-	for n := range pubs {
-		if strings.HasSuffix(n, ".pub") {
-			names = append(names, n)
-		}
+	ring, err := keys.ParseTrusted(image.TrustedDir, pubs)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	sort.Strings(names)
-	var ks []keys.PublicKey
-	for _, n := range names {
-		k, err := keys.ParsePublic(pubs[n])
-		if err != nil {
-			return nil, fmt.Errorf("%s: %s%s: %w", path, image.TrustedDir, "/"+n, err)
-		}
-		ks = append(ks, k)
-	}
-	if len(ks) == 0 {
+	if len(ring) == 0 {
 		return nil, fmt.Errorf("%w in %s of %s: the image could not verify any release", keys.ErrNoTrustedKeys, image.TrustedDir, path)
 	}
-	return keys.NewRing(ks...)
+	return ring, nil
 }

@@ -303,6 +303,29 @@ func (r Ring) IDs() []string {
 	return ids
 }
 
+// ParseTrusted parses the *.pub files among files (base names to contents,
+// as read from an image's directory dir) into a ring, in name order; other
+// files are ignored. A malformed one is an error naming dir/name. No .pub
+// file at all is an empty ring: the caller says what that means.
+func ParseTrusted(dir string, files map[string][]byte) (Ring, error) {
+	var names []string
+	for n := range files {
+		if strings.HasSuffix(n, ".pub") {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	ks := make([]PublicKey, 0, len(names))
+	for _, n := range names {
+		k, err := ParsePublic(files[n])
+		if err != nil {
+			return nil, fmt.Errorf("%s/%s: %w", dir, n, err)
+		}
+		ks = append(ks, k)
+	}
+	return NewRing(ks...)
+}
+
 // LoadTrusted reads every *.pub file of dir (an image's
 // /usr/lib/twinroot/trusted/). A malformed .pub file is an error, not
 // skipped: a device must not quietly trust fewer keys than its image says.

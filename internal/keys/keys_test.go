@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -158,6 +159,29 @@ func TestLoadTrusted(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "c.pub"), []byte("garbage"), 0o644)
 	if _, err := LoadTrusted(dir); !errors.Is(err, ErrMalformedKey) {
 		t.Errorf("broken c.pub: %v, want ErrMalformedKey", err)
+	}
+}
+
+// TestParseTrusted reads an image's key directory as image.Files hands it
+// over: the .pub files in name order, other files ignored, a broken key an
+// error naming it, none at all an empty ring.
+func TestParseTrusted(t *testing.T) {
+	a, b := testKey(t, 7), testKey(t, 8)
+	pa, _ := a.Public().MarshalText()
+	pb, _ := b.Public().MarshalText()
+	r, err := ParseTrusted("/trusted", map[string][]byte{"b.pub": pb, "a.pub": pa, "README": []byte("not a key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := r.IDs(), []string{a.ID, b.ID}; !slices.Equal(got, want) {
+		t.Errorf("ring %v, want %v (a.pub, then b.pub)", got, want)
+	}
+	_, err = ParseTrusted("/trusted", map[string][]byte{"a.pub": pa, "c.pub": []byte("garbage")})
+	if !errors.Is(err, ErrMalformedKey) || !strings.Contains(err.Error(), "/trusted/c.pub") {
+		t.Errorf("broken c.pub: %v, want ErrMalformedKey naming /trusted/c.pub", err)
+	}
+	if r, err := ParseTrusted("/trusted", map[string][]byte{"README": nil}); err != nil || len(r) != 0 {
+		t.Errorf("no .pub file: %v, %v, want an empty ring", r.IDs(), err)
 	}
 }
 
