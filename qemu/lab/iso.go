@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -72,10 +71,7 @@ func copyOrLink(src, dst string) error {
 func (l *Lab) Installer(ctx context.Context) (string, error) {
 	l.installerOnce.Do(func() {
 		p := filepath.Join(l.Dir, "installer")
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", p, "github.com/twinroot/twinroot/cmd/installer")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			l.installerErr = fmt.Errorf("build installer: %v\n%s", err, out)
+		if l.installerErr = buildStatic(ctx, "installer", p); l.installerErr != nil {
 			return
 		}
 		l.installerBin = p

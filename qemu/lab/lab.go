@@ -66,13 +66,22 @@ func New(ctx context.Context, dir, kernelDir, grubDir, updater string) (*Lab, er
 	}
 	if updater == "" {
 		updater = filepath.Join(dir, "updater")
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", updater, "github.com/twinroot/twinroot/cmd/updater")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("build updater: %v\n%s", err, out)
+		if err := buildStatic(ctx, "updater", updater); err != nil {
+			return nil, err
 		}
 	}
 	return &Lab{Dir: dir, KernelDir: kernelDir, GrubDir: grubDir, Updater: updater, images: map[string]string{}}, nil
+}
+
+// buildStatic builds the project's command cmd/name as a static binary at
+// out, as `make bins` does: guests and initramfs images have no C library.
+func buildStatic(ctx context.Context, name, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "github.com/twinroot/twinroot/cmd/"+name)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build %s: %v\n%s", name, err, b)
+	}
+	return nil
 }
 
 // Image returns the slot image of the minimal system at version with the
