@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -160,13 +161,54 @@ func ExtractOCI(ctx context.Context, archive, dir string) error {
 }
 
 func openOCI(archive string) (v1.Image, func(), error) {
+	imgs, cleanup, err := OpenArchive(archive)
+	if err != nil {
+		return nil, nil, err
+	}
+	return imgs[0].Image, cleanup, nil
+}
+
+// Archived is one image of a docker-save or OCI archive.
+type Archived struct {
+	Image v1.Image
+	Refs  []string // the names it was saved under (RepoTags, or OCI ref.name annotations)
+}
+
+// OpenArchive reads the images of a docker-save or OCI image archive. An
+// OCI archive is unpacked into a temporary directory that cleanup removes.
+func OpenArchive(archive string) ([]Archived, func(), error) {
 	isLayout, err := tarHas(archive, "oci-layout")
 	if err != nil {
 		return nil, nil, err
 	}
 	if !isLayout {
-		img, err := tarball.ImageFromPath(archive, nil)
-		return img, func() {}, err
+		opener := func() (io.ReadCloser, error) { return os.Open(archive) }
+		m, err := tarball.LoadManifest(opener)
+		if err != nil {
+			return nil, nil, err
+		}
+		var imgs []Archived
+		for i, d := range m {
+			var tag *name.Tag
+			if len(d.RepoTags) > 0 {
+				t, err := name.NewTag(d.RepoTags[0])
+				if err != nil {
+					return nil, nil, fmt.Errorf("image %d: tag %q: %w", i, d.RepoTags[0], err)
+				}
+				tag = &t
+			} else if len(m) > 1 {
+				continue // an untagged image beside others cannot be told apart
+			}
+			img, err := tarball.Image(opener, tag)
+			if err != nil {
+				return nil, nil, err
+			}
+			imgs = append(imgs, Archived{Image: img, Refs: d.RepoTags})
+		}
+		if len(imgs) == 0 {
+			return nil, nil, fmt.Errorf("no image in %s", archive)
+		}
+		return imgs, func() {}, nil
 	}
 	tmp, err := os.MkdirTemp("", "twinroot-oci-layout-")
 	if err != nil {
@@ -187,12 +229,22 @@ func openOCI(archive string) (v1.Image, func(), error) {
 		cleanup()
 		return nil, nil, fmt.Errorf("OCI layout has no image manifest: %v", err)
 	}
-	img, err := idx.Image(m.Manifests[0].Digest)
-	if err != nil {
-		cleanup()
-		return nil, nil, err
+	var imgs []Archived
+	for _, d := range m.Manifests {
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			cleanup()
+			return nil, nil, err
+		}
+		var refs []string
+		for _, k := range []string{"io.containerd.image.name", "org.opencontainers.image.ref.name"} {
+			if r := d.Annotations[k]; r != "" {
+				refs = append(refs, r)
+			}
+		}
+		imgs = append(imgs, Archived{Image: img, Refs: refs})
 	}
-	return img, cleanup, nil
+	return imgs, cleanup, nil
 }
 
 func tarHas(archive, name string) (bool, error) {

@@ -11,6 +11,18 @@ import (
 
 // Write replaces path with data, created with mode perm.
 func Write(path string, data []byte, perm os.FileMode) error {
+	return place(path, data, perm, os.Rename)
+}
+
+// Create makes path with data only if it does not exist yet: of two
+// writers racing, the first one's file stays whole and the second gets an
+// error satisfying errors.Is(err, os.ErrExist).
+func Create(path string, data []byte, perm os.FileMode) error {
+	return place(path, data, perm, os.Link)
+}
+
+// place writes a synced temporary file beside path and puts it at path.
+func place(path string, data []byte, perm os.FileMode, put func(oldpath, newpath string) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -31,7 +43,7 @@ func Write(path string, data []byte, perm os.FileMode) error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := put(tmp.Name(), path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if d, err := os.Open(filepath.Dir(path)); err == nil {
