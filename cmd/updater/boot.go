@@ -13,6 +13,7 @@ import (
 	"github.com/twinroot/twinroot/internal/agent"
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/cli"
+	"github.com/twinroot/twinroot/internal/containers"
 	"github.com/twinroot/twinroot/internal/health"
 )
 
@@ -73,6 +74,13 @@ func runBoot(c *cobra.Command, o bootOptions, w io.Writer) error {
 		b.State = &st
 		if len(o.gate.Commands)+len(o.gate.Units) == 0 {
 			b.Gate = health.Gate{Commands: cfg.Health.Commands, Units: cfg.Health.Units, Deadline: cfg.Health.Deadline}
+		}
+		if len(cfg.Health.Containers) > 0 {
+			bundle, err := containers.ReadBundle("/")
+			if err != nil {
+				return err
+			}
+			b.Gate.Probes = containers.Inspector{}.Probes(bundle, cfg.Health.Containers)
 		}
 	}
 	r, err := b.Run(c.Context())

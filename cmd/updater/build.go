@@ -29,9 +29,18 @@ one zstd frame per chunk and the index, and an unsigned manifest. The root
 must hold /boot/vmlinuz and /boot/initrd.img. Sign with updater sign or
 publish with updater publish.
 
+--containers DIR bakes services into the image: DIR holds compose.yaml and
+the services' images as archives (podman save; a service with build: is
+built offline with the build host's podman). Each service becomes a Podman
+Quadlet unit, its image goes into a read-only image store in the slot, and
+the root's own Quadlet checks the units. Keys the image cannot honour are
+refused with the service and key named; nothing is written then. The
+root needs podman with Quadlet and the updater (--updater-path).
+
 ` + cli.ExitCodesHelp,
 		Example: `  updater build --rootfs rootfs/ --trust release.pub --version 1.4.0 --serial 42 --out build/v1.4.0
-  updater build --oci os.tar --trust release.pub --trust next.pub --version 1.5.0 --serial 43 --out build/v1.5.0`,
+  updater build --oci os.tar --trust release.pub --trust next.pub --version 1.5.0 --serial 43 --out build/v1.5.0
+  updater build --rootfs rootfs/ --containers services/ --trust release.pub --version 1.6.0 --serial 44 --out build/v1.6.0`,
 		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return runBuild(c, o, c.OutOrStdout()) },
 	}
@@ -44,6 +53,9 @@ publish with updater publish.
 	f.Uint64Var(&o.opts.MinSerial, "min-serial", 0, "anti-rollback floor: devices refuse releases below it afterwards")
 	f.StringVar(&o.opts.Image.Compression, "compression", "xz", "squashfs compression: xz, gzip or none (GRUB cannot read zstd)")
 	f.StringVar(&o.opts.Out, "out", "", "output directory")
+	f.StringVar(&o.opts.Containers, "containers", "", "bundle directory: compose.yaml and image archives of the services the image runs")
+	f.StringArrayVar(&o.opts.Podman.Args, "podman-arg", nil, "global argument for the build host's podman, e.g. --runtime=runc (repeatable)")
+	f.StringVar(&o.opts.Updater, "updater-path", "/usr/bin/updater", "the updater's path inside the root (renders the services' env files)")
 	o.out.AddFlags(f)
 	for _, r := range []string{"version", "serial", "out"} {
 		c.MarkFlagRequired(r)
@@ -70,6 +82,9 @@ func runBuild(c *cobra.Command, o buildOptions, w io.Writer) error {
 	fmt.Fprintf(w, "built %s (serial %d) in %s in %.1fs\n", m.Version, m.Serial, r.Dir, r.Duration.Seconds())
 	fmt.Fprintf(w, "  slot.img      %d bytes, sha256 %s\n", m.Image.Size, m.Image.SHA256)
 	fmt.Fprintf(w, "  slot.img.zst  %d bytes in %d chunks\n", m.Image.CompressedSize, r.Chunks)
+	for _, c := range m.Containers {
+		fmt.Fprintf(w, "  service       %s, image %s\n", c.Name, c.Digest)
+	}
 	fmt.Fprintf(w, "  manifest.json unsigned: sign with updater sign or updater publish\n")
 	return nil
 }

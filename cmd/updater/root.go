@@ -20,6 +20,7 @@ disk image file: --disk FILE --running-slot a|b.
 ` + cli.ExitCodesHelp,
 	}
 	root.AddCommand(newBootCmd(), newStatusCmd(), newCommitCmd(), newRollbackCmd(), newApplyCmd(),
-		newKeygenCmd(), newSignCmd(), newBuildCmd(), newPublishCmd(), newVerifyCmd(), newCheckCmd(), newDaemonCmd())
+		newKeygenCmd(), newSignCmd(), newBuildCmd(), newPublishCmd(), newVerifyCmd(), newCheckCmd(), newDaemonCmd(),
+		newContainersCmd())
 	return cli.Root(root)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/twinroot/twinroot/internal/agent"
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/chunk"
+	"github.com/twinroot/twinroot/internal/containers"
 	"github.com/twinroot/twinroot/internal/health"
 	"github.com/twinroot/twinroot/internal/install"
 	"github.com/twinroot/twinroot/internal/keys"
@@ -60,7 +61,7 @@ var refusals = []error{
 	manifest.ErrExpired, manifest.ErrNotNewer, manifest.ErrBelowMinSerial, manifest.ErrRollback,
 	manifest.ErrBadVersion, manifest.ErrDoesNotFit, manifest.ErrMismatch,
 	source.ErrExists, source.ErrChanged,
-	chunk.ErrMalformed, chunk.ErrCorrupt, chunk.ErrMismatch, ErrRefused,
+	chunk.ErrMalformed, chunk.ErrCorrupt, chunk.ErrMismatch, containers.ErrRefused, ErrRefused,
 }
 
 // ExitCode maps an error to the exit code of the command.

@@ -18,10 +18,17 @@ var ErrUnhealthy = errors.New("health gate failed")
 type Gate struct {
 	Units    []string      // systemd units that must be active
 	Commands []string      // shell-like command lines that must exit 0
+	Probes   []Probe       // other checks, such as a bundled service's health
 	Deadline time.Duration // default 2 minutes
 	Interval time.Duration // between rounds; default 2 s
 	// Systemctl is the systemctl binary; default "systemctl".
 	Systemctl string
+}
+
+// Probe is a check the gate runs besides units and commands.
+type Probe struct {
+	Name  string // as shown in results: "container web"
+	Check func(context.Context) (ok bool, detail string)
 }
 
 // Result of one check.
@@ -82,6 +89,10 @@ func (g Gate) round(ctx context.Context) ([]Result, bool) {
 			r.Detail = strings.TrimSpace(lastLine(string(out)) + " (" + err.Error() + ")")
 		}
 		add(r)
+	}
+	for _, p := range g.Probes {
+		pok, detail := p.Check(ctx)
+		add(Result{Check: p.Name, OK: pok, Detail: detail})
 	}
 	return results, ok
 }
