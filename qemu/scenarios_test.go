@@ -71,6 +71,14 @@ func testLab(t *testing.T) *lab.Lab {
 			}
 		}
 		theLab, labErr = lab.New(context.Background(), labDir, kernel, grubDir, "")
+		if theLab != nil {
+			// The Debian base root is cached across runs (debootstrap takes
+			// minutes): build/debian, as make debian leaves it.
+			theLab.DebianCache = os.Getenv("TWINROOT_DEBIAN_CACHE")
+			if theLab.DebianCache == "" {
+				theLab.DebianCache = filepath.Join(repoRoot(), "build", "debian")
+			}
+		}
 	})
 	if labErr != nil {
 		if os.Getenv("CI") != "" {

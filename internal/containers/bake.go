@@ -45,9 +45,10 @@ func (p Podman) run(ctx context.Context, root, runroot string, args ...string) (
 
 // archive is an image found in a bundle directory.
 type archive struct {
-	path string
-	refs []string
-	id   string // sha256:<config digest>
+	path   string
+	refs   []string
+	id     string // sha256:<config digest>
+	layers []Layer
 }
 
 // Prepared is a bundle whose every image has been found (or built) and
@@ -105,7 +106,7 @@ func (b *Bundle) Prepare(ctx context.Context, pm Podman) (*Prepared, error) {
 			}
 			p.archives[s.Name] = a
 		}
-		b.Services[i].ImageID = a.id
+		b.Services[i].ImageID, b.Services[i].Layers = a.id, a.layers
 	}
 	return p, nil
 }
@@ -135,7 +136,23 @@ func readArchive(path string) ([]archive, error) {
 		if err != nil {
 			return nil, err
 		}
-		as = append(as, archive{path: path, refs: img.Refs, id: id.String()})
+		a := archive{path: path, refs: img.Refs, id: id.String()}
+		ls, err := img.Image.Layers()
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range ls {
+			d, err := l.DiffID()
+			if err != nil {
+				return nil, err
+			}
+			n, err := l.Size()
+			if err != nil {
+				return nil, err
+			}
+			a.layers = append(a.layers, Layer{DiffID: d.String(), Gzipped: n})
+		}
+		as = append(as, a)
 	}
 	return as, nil
 }

@@ -60,7 +60,8 @@ type Bundle struct {
 type Service struct {
 	Name       string            `json:"name"`
 	Image      string            `json:"image"`              // the reference of the compose file
-	ImageID    string            `json:"image_id,omitempty"` // sha256:<config digest>, set by Bake
+	ImageID    string            `json:"image_id,omitempty"` // sha256:<config digest>, set by Prepare
+	Layers     []Layer           `json:"layers,omitempty"`   // set by Prepare
 	Build      *Build            `json:"-"`
 	Command    []string          `json:"-"`
 	Entrypoint []string          `json:"-"`
@@ -76,6 +77,14 @@ type Service struct {
 	User       string            `json:"-"`
 	Labels     map[string]string `json:"-"`
 	Secrets    []string          `json:"secrets,omitempty"` // secret names its env refers to
+}
+
+// Layer is one layer of a service's image.
+type Layer struct {
+	DiffID string `json:"diff_id"` // sha256 of the uncompressed layer
+	// Gzipped is its size compressed as a registry would send it: what a
+	// pull-based updater would fetch for it.
+	Gzipped int64 `json:"gzipped"`
 }
 
 // Unit is the systemd unit Quadlet generates for the service.

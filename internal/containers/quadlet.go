@@ -51,9 +51,9 @@ func (s Service) container(updater string) []byte {
 		u.kv("EnvironmentFile", RuntimeEnvDir+"/"+s.Name+".env")
 	}
 	if len(s.Entrypoint) == 1 {
-		u.kv("Entrypoint", s.Entrypoint[0])
+		u.kv("Entrypoint", escapeSystemd(s.Entrypoint[0]))
 	} else if len(s.Entrypoint) > 1 {
-		u.kv("Entrypoint", jsonArray(s.Entrypoint))
+		u.kv("Entrypoint", escapeSystemd(jsonArray(s.Entrypoint)))
 	}
 	if len(s.Command) > 0 {
 		u.kv("Exec", execLine(s.Command))
@@ -80,9 +80,9 @@ func (s Service) container(updater string) []byte {
 	}
 	if h := s.Health; h != nil {
 		if h.Shell != "" {
-			u.kv("HealthCmd", escapeSpecifiers(h.Shell))
+			u.kv("HealthCmd", escapeSystemd(h.Shell))
 		} else {
-			u.kv("HealthCmd", escapeSpecifiers(jsonArray(h.Test)))
+			u.kv("HealthCmd", escapeSystemd(jsonArray(h.Test)))
 		}
 		u.kv("HealthInterval", h.Interval.String())
 		u.kv("HealthTimeout", h.Timeout.String())
@@ -102,7 +102,7 @@ func (s Service) container(updater string) []byte {
 		u.kv("DropCapability", c)
 	}
 	if s.User != "" {
-		u.kv("User", s.User)
+		u.kv("User", escapeSystemd(s.User))
 	}
 	for _, k := range slices.Sorted(mapKeys(s.Labels)) {
 		u.kv("Label", execWord(k+"="+s.Labels[k]))
@@ -156,7 +156,9 @@ func (u *unitWriter) bytes() []byte  { return []byte(u.b.String()) }
 var plainWord = regexp.MustCompile(`^[A-Za-z0-9_./:=@+,-]+$`)
 
 // execLine quotes words the way Quadlet's Exec= splits them (systemd's
-// rules), and escapes % so that systemd does not read specifiers.
+// rules). Quadlet copies the words into the service's ExecStart, where
+// systemd would fill in %specifiers and $VARIABLES of its own: both are
+// doubled, so the container gets the text of the compose file.
 func execLine(words []string) string {
 	q := make([]string, len(words))
 	for i, w := range words {
@@ -169,11 +171,14 @@ func execWord(w string) string {
 	if plainWord.MatchString(w) {
 		return w
 	}
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "%", "%%", "\n", `\n`, "\t", `\t`)
-	return `"` + r.Replace(w) + `"`
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\t", `\t`)
+	return `"` + escapeSystemd(r.Replace(w)) + `"`
 }
 
-func escapeSpecifiers(s string) string { return strings.ReplaceAll(s, "%", "%%") }
+// escapeSystemd doubles what systemd expands in an ExecStart word.
+func escapeSystemd(s string) string {
+	return strings.NewReplacer("%", "%%", "$", "$$").Replace(s)
+}
 
 // jsonArray is podman's exec form of --entrypoint and --health-cmd.
 func jsonArray(words []string) string {

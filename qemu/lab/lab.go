@@ -33,6 +33,9 @@ type Lab struct {
 	KernelDir string
 	GrubDir   string
 	Updater   string // static updater binary for the guest
+	// DebianCache holds the Debian reference system's base roots
+	// (build/debian); see package debian.
+	DebianCache string
 
 	mu       sync.Mutex
 	images   map[string]string

@@ -77,6 +77,11 @@ func (l *Lab) initBinary(ctx context.Context) (string, error) {
 // Several releases build at once from different goroutines.
 func (l *Lab) Release(ctx context.Context, version string, serial uint64, variant minimal.Variant) (string, error) {
 	key := version + "-" + strconv.FormatUint(serial, 10) + "-" + string(variant)
+	return l.cachedRelease(ctx, key, func() (string, error) { return l.buildRelease(ctx, key, version, serial, variant) })
+}
+
+// cachedRelease runs build once per key, however many callers ask at once.
+func (l *Lab) cachedRelease(ctx context.Context, key string, build func() (string, error)) (string, error) {
 	l.mu.Lock()
 	if l.releases == nil {
 		l.releases = map[string]*releaseBuild{}
@@ -95,7 +100,7 @@ func (l *Lab) Release(ctx context.Context, version string, serial uint64, varian
 			return "", ctx.Err()
 		}
 	}
-	b.dir, b.err = l.buildRelease(ctx, key, version, serial, variant)
+	b.dir, b.err = build()
 	if b.err != nil {
 		b.err = fmt.Errorf("build release %s: %w", key, b.err)
 		// A later call may try again (a canceled context, for one).

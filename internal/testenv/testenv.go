@@ -1,0 +1,36 @@
+// Package testenv lets a test say what it needs of the machine: where a
+// tool or root is missing it skips on a developer's machine and fails in
+// CI (CI set), so CI never counts a test that did not run as passed.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// Need fails or skips t unless every tool is on PATH.
+func Need(t testing.TB, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing(t, tool+" is not installed (make deps installs it)")
+		}
+	}
+}
+
+// NeedRoot fails or skips t unless it runs as root.
+func NeedRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		missing(t, "needs root")
+	}
+}
+
+func missing(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatal(why)
+	}
+	t.Skip(why)
+}
