@@ -4,7 +4,7 @@ GO ?= go
 BUILD := build
 APT_PACKAGES := qemu-system-x86 ovmf grub-pc-bin grub-efi-amd64-bin grub2-common \
 	squashfs-tools dosfstools mtools xorriso gdisk e2fsprogs cpio kmod util-linux awscli zstd \
-	rauc rauc-service openssl dbus
+	rauc rauc-service openssl dbus podman runc debootstrap busybox-static
 GO_TEST_TIMEOUT ?= 80m
 
 .PHONY: all deps kernel grub s3-servers bins image iso demo test test-short bench vet fmt clean
@@ -79,13 +79,14 @@ demo: iso s3-servers
 vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
+	@$(GO) mod tidy -diff >/dev/null || { echo "go mod tidy would change go.mod or go.sum:"; $(GO) mod tidy -diff; exit 1; }
 
 # Everything, QEMU scenarios included; each scenario prints its duration.
+TEST_ENV = TWINROOT_KERNEL_DIR=$(CURDIR)/$(BUILD)/kernel TWINROOT_GRUB_DIR=$(CURDIR)/$(BUILD)/grub \
+	TWINROOT_DEBIAN_CACHE=$(CURDIR)/$(BUILD)/debian
 test: deps kernel grub s3-servers vet
-	TWINROOT_KERNEL_DIR=$(CURDIR)/$(BUILD)/kernel TWINROOT_GRUB_DIR=$(CURDIR)/$(BUILD)/grub \
-		$(GO) test -count=1 -timeout $(GO_TEST_TIMEOUT) $$(go list ./... | grep -v '/qemu$$')
-	TWINROOT_KERNEL_DIR=$(CURDIR)/$(BUILD)/kernel TWINROOT_GRUB_DIR=$(CURDIR)/$(BUILD)/grub \
-		$(GO) test -count=1 -timeout $(GO_TEST_TIMEOUT) -v ./qemu
+	$(TEST_ENV) $(GO) test -count=1 -timeout $(GO_TEST_TIMEOUT) $$(go list ./... | grep -v '/qemu$$')
+	$(TEST_ENV) $(GO) test -count=1 -timeout $(GO_TEST_TIMEOUT) -v ./qemu
 
 # Without QEMU boots (for a quick local loop).
 test-short: deps grub s3-servers vet

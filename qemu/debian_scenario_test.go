@@ -125,11 +125,13 @@ func debianScenario(t *testing.T, l *lab.Lab, s3 *s3test.Server, fw qemu.Firmwar
 		ids[r.version] = bundleIDs(t, release(t, r))
 	}
 
-	// Boot 1: v1, committed at install; both services come up healthy.
+	// Boot 1: v1, committed at install; both services come up healthy,
+	// and the channel has nothing newer.
+	publish(v1)
 	nextBoot()
 	dexpect(t, vm, `twinroot: booting slot a \(committed`)
-	dexpect(t, vm, `twinroot: nothing-to-do: running committed slot a`)
 	g := login(t, vm)
+	g.updaterBoot(t, `twinroot: nothing-to-do: running committed slot a`, `up-to-date`)
 	services := g.waitHealthy(t, ids[v1.version])
 	step("v1: services healthy: %s", describeServices(services))
 	starts := g.volumeStarts(t)
@@ -153,20 +155,27 @@ func debianScenario(t *testing.T, l *lab.Lab, s3 *s3test.Server, fw qemu.Firmwar
 	// A restarted updater changes nothing about running services.
 	pids := g.run(t, "systemctl show -P MainPID backend.service web.service")
 	g.run(t, "systemctl restart twinroot-boot.service")
+	g.updaterBoot(t, `twinroot: nothing-to-do: running committed slot a`, `up-to-date`)
 	if again := g.run(t, "systemctl show -P MainPID backend.service web.service"); again != pids {
 		t.Errorf("services' main PIDs changed when the updater restarted: %q, then %q", pids, again)
 	}
 	step("restarted updater boot: services untouched (PIDs %s)", strings.Join(strings.Fields(pids), ", "))
 
-	// v2 changes web's image: taken by the timer's apply, tried, committed.
+	// v2 changes web's image: the timer's update service takes it (and
+	// reboots into its trial), which commits it once both services are
+	// healthy.
 	publish(v2)
-	line := g.runExpect(t, "systemctl start twinroot-update.service", appliedLine("b", v2.version, v2.serial))
+	if err := vm.Send("systemctl start twinroot-update.service"); err != nil {
+		t.Fatal(err)
+	}
+	line := dexpect(t, vm, appliedLine("b", v2.version, v2.serial))
+	step("the update service applied v2: %s", strings.TrimSpace(line))
 	fetched, _ := fetchedBytes(t, line)
 	reportDelta(t, release(t, v1), release(t, v2), fetched)
 	nextBoot()
 	dexpect(t, vm, `twinroot: booting slot b \(trial`)
-	dexpect(t, vm, `twinroot: committed: slot b passed its health check`)
 	g = login(t, vm)
+	g.updaterBoot(t, `twinroot: committed: slot b passed its health check`, `up-to-date`)
 	services = g.waitHealthy(t, ids[v2.version])
 	step("v2 committed after its services were healthy: %s", describeServices(services))
 	g.wantStatus(t, "b", "b", slotWant{bootstate.OK, v1.version}, slotWant{bootstate.OK, v2.version})
@@ -176,17 +185,24 @@ func debianScenario(t *testing.T, l *lab.Lab, s3 *s3test.Server, fw qemu.Firmwar
 		starts = n
 	}
 
-	// v3's web never becomes healthy: the gate fails, back to v2.
+	// v3's web never becomes healthy: taken at boot, it fails the health
+	// gate, and the device falls back to v2.
 	publish(v3)
-	g.runExpect(t, "systemctl start twinroot-update.service", appliedLine("a", v3.version, v3.serial))
+	if err := vm.Send("systemctl reboot"); err != nil {
+		t.Fatal(err)
+	}
+	nextBoot()
+	dexpect(t, vm, `twinroot: booting slot b \(committed`)
+	line = dexpect(t, vm, appliedLine("a", v3.version, v3.serial))
+	step("updater boot applied v3: %s", strings.TrimSpace(line))
 	nextBoot()
 	dexpect(t, vm, `twinroot: booting slot a \(trial`)
 	dexpect(t, vm, `twinroot: marked-bad: slot a failed its health check`)
 	step("v3 failed the health gate (web never healthy); slot a marked bad")
 	nextBoot()
 	dexpect(t, vm, `twinroot: booting slot b \(committed`)
-	dexpect(t, vm, `refused: .*3\.0\.0 failed its trial boot here before`)
 	g = login(t, vm)
+	g.updaterBoot(t, `twinroot: nothing-to-do: running committed slot b`, `refused: .*3\.0\.0 failed its trial boot here before`)
 	services = g.waitHealthy(t, ids[v2.version])
 	step("back on v2, services healthy: %s", describeServices(services))
 	s := g.wantStatus(t, "b", "b", slotWant{bootstate.Bad, v3.version}, slotWant{bootstate.OK, v2.version})
@@ -196,7 +212,9 @@ func debianScenario(t *testing.T, l *lab.Lab, s3 *s3test.Server, fw qemu.Firmwar
 	if n := g.volumeStarts(t); n <= starts {
 		t.Errorf("backend's volume counts %d starts after the fallback, %d before", n, starts)
 	}
-	g.run(t, "systemctl poweroff")
+	if err := vm.Send("systemctl poweroff"); err != nil {
+		t.Fatal(err)
+	}
 	if err := vm.Wait(debianStep); err != nil {
 		t.Fatalf("power off: %v", err)
 	}
@@ -213,61 +231,60 @@ func dexpect(t *testing.T, vm *qemu.VM, pattern string) string {
 	return line
 }
 
-// guest is a root shell on the Debian guest's serial console.
-type guest struct{ vm *qemu.VM }
+// guest is a root shell on the Debian guest's console that fails the test
+// on an error.
+type guest struct{ sh *qemu.Shell }
 
 func login(t *testing.T, vm *qemu.VM) guest {
 	t.Helper()
-	dexpect(t, vm, `twinroot login:`)
-	if err := vm.Send("root"); err != nil {
+	sh, err := qemu.Login(vm, "twinroot", debianStep)
+	if err != nil {
 		t.Fatal(err)
 	}
-	dexpect(t, vm, `root@twinroot`)
-	g := guest{vm}
-	// Kernel messages would land in the middle of command output.
-	g.run(t, "dmesg -n 1")
-	return g
+	return guest{sh}
 }
 
-var runMarks = regexp.MustCompile(`@@end (\d+)@@`)
-
-// run runs a shell command and returns its output. The marks are printed
-// with printf, so the echo of the typed line never matches them.
 func (g guest) run(t *testing.T, cmd string) string {
 	t.Helper()
-	out, rc := g.exec(t, cmd)
-	if rc != 0 {
-		t.Fatalf("guest: %s: exit %d:\n%s", cmd, rc, out)
+	out, err := g.sh.Run(cmd)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
 
-func (g guest) exec(t *testing.T, cmd string) (string, int) {
+// updaterBoot waits until updater boot has finished and checks that its
+// journal has each of the lines.
+func (g guest) updaterBoot(t *testing.T, lines ...string) {
 	t.Helper()
-	if err := g.vm.Send(fmt.Sprintf("printf '@@%%s@@\\n' begin; %s; printf '@@end %%d@@\\n' $?", cmd)); err != nil {
+	deadline := time.Now().Add(debianStep)
+	for {
+		out, _, err := g.sh.Exec("systemctl show -P ActiveState twinroot-boot.service")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := strings.TrimSpace(lastLine(out)); st == "active" || st == "failed" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("updater boot still running after %v", debianStep)
+		}
+		time.Sleep(3 * time.Second)
+	}
+	journal, _, err := g.sh.Exec("journalctl -b -o cat --no-pager -u twinroot-boot.service")
+	if err != nil {
 		t.Fatal(err)
 	}
-	dexpect(t, g.vm, `@@end \d+@@`)
-	con := strings.ReplaceAll(g.vm.Console(), "\r", "")
-	end := strings.LastIndex(con, "@@end ")
-	begin := strings.LastIndex(con[:end], "@@begin@@\n")
-	if begin < 0 {
-		t.Fatalf("guest: no output marks for %q", cmd)
+	for _, l := range lines {
+		if !regexp.MustCompile(l).MatchString(journal) {
+			t.Errorf("updater boot's journal has no line like %q:\n%s", l, journal)
+		}
 	}
-	rc, _ := strconv.Atoi(runMarks.FindStringSubmatch(con[end:])[1])
-	return con[begin+len("@@begin@@\n") : end], rc
 }
 
-// runExpect runs a command and returns the console line matching pattern,
-// printed while it ran.
-func (g guest) runExpect(t *testing.T, cmd, pattern string) string {
-	t.Helper()
-	out := g.run(t, cmd+"; journalctl -b -o cat --no-pager -u "+strings.Fields(cmd)[2])
-	m := regexp.MustCompile(pattern).FindString(out)
-	if m == "" {
-		t.Fatalf("guest: %s printed no line like %q:\n%s", cmd, pattern, out)
-	}
-	return m
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	return s[strings.LastIndex(s, "\n")+1:]
 }
 
 // waitHealthy waits until `updater containers status -o json` shows every
@@ -276,8 +293,8 @@ func (g guest) waitHealthy(t *testing.T, want map[string]string) []containers.St
 	t.Helper()
 	deadline := time.Now().Add(debianStep)
 	for {
-		st := g.containersStatus(t)
-		ok := len(st) == len(want)
+		st, err := g.containersStatus(t)
+		ok := err == nil && len(st) == len(want)
 		for _, s := range st {
 			ok = ok && s.State == "active" && s.Health == "healthy" && s.ImageID == want[s.Service] && s.Required
 		}
@@ -285,20 +302,22 @@ func (g guest) waitHealthy(t *testing.T, want map[string]string) []containers.St
 			return st
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("services not healthy with the images %v: %+v", want, st)
+			t.Fatalf("services not healthy with the images %v: %+v (%v)", want, st, err)
 		}
 		time.Sleep(5 * time.Second)
 	}
 }
 
-func (g guest) containersStatus(t *testing.T) []containers.Status {
+// containersStatus reads `updater containers status -o json`; a line the
+// system printed on the console meanwhile makes it an error to retry.
+func (g guest) containersStatus(t *testing.T) ([]containers.Status, error) {
 	t.Helper()
 	out := g.run(t, "updater containers status -o json")
 	var st []containers.Status
-	if err := json.Unmarshal([]byte(jsonPart(out, "[", "]")), &st); err != nil {
-		t.Fatalf("containers status JSON: %v\n%s", err, out)
+	if err := json.Unmarshal([]byte(qemu.JSON(out, "[", "]")), &st); err != nil {
+		return nil, fmt.Errorf("containers status JSON: %v\n%s", err, out)
 	}
-	return st
+	return st, nil
 }
 
 // volumeStarts counts the starts backend recorded in its named volume.
@@ -316,7 +335,7 @@ func (g guest) wantStatus(t *testing.T, running, committed bootstate.Slot, a, b 
 	t.Helper()
 	out := g.run(t, "updater status -o json")
 	var s guestStatus
-	if err := json.Unmarshal([]byte(jsonPart(out, "{", "}")), &s); err != nil {
+	if err := json.Unmarshal([]byte(qemu.JSON(out, "{", "}")), &s); err != nil {
 		t.Fatalf("status JSON: %v\n%s", err, out)
 	}
 	bad := false
@@ -336,17 +355,6 @@ func (g guest) wantStatus(t *testing.T, running, committed bootstate.Slot, a, b 
 		t.Logf("status JSON:\n%s", out)
 	}
 	return s
-}
-
-// jsonPart is the document from the first line starting with open to the
-// last line starting with close.
-func jsonPart(out, open, close string) string {
-	i := strings.Index("\n"+out, "\n"+open)
-	j := strings.LastIndex(out, "\n"+close)
-	if i < 0 || j < i {
-		return out
-	}
-	return out[i : j+2]
 }
 
 func describeServices(st []containers.Status) string {
