@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -368,7 +367,10 @@ func describeServices(st []containers.Status) string {
 // bundleIDs reads the services' image IDs from a release's slot image.
 func bundleIDs(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	b := readBundle(t, dir)
+	b, err := lab.Bundle(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ids := map[string]string{}
 	for _, s := range b.Services {
 		ids[s.Name] = s.ImageID
@@ -376,41 +378,14 @@ func bundleIDs(t *testing.T, dir string) map[string]string {
 	return ids
 }
 
-func readBundle(t *testing.T, dir string) *containers.Bundle {
-	t.Helper()
-	out, err := exec.Command("unsquashfs", "-cat", filepath.Join(dir, "slot.img"),
-		strings.TrimPrefix(filepath.Join(containers.BundleDir, containers.BundleFile), "/")).Output()
-	if err != nil {
-		t.Fatalf("read bundle.json of %s: %v", dir, err)
-	}
-	var b containers.Bundle
-	if err := json.Unmarshal(out, &b); err != nil {
-		t.Fatal(err)
-	}
-	return &b
-}
-
-// reportDelta prints what v1 → v2 cost on the wire beside the layer that
+// reportDelta prints what v1 -> v2 cost on the wire beside the layers that
 // changed and the object, and holds it to the target: under 5 %
 // of the object.
 func reportDelta(t *testing.T, oldDir, newDir string, fetched int64) {
 	t.Helper()
-	have := map[string]bool{}
-	for _, s := range readBundle(t, oldDir).Services {
-		for _, l := range s.Layers {
-			have[l.DiffID] = true
-		}
-	}
-	var changed int64
-	var names []string
-	for _, s := range readBundle(t, newDir).Services {
-		for _, l := range s.Layers {
-			if !have[l.DiffID] {
-				changed += l.Gzipped
-				names = append(names, s.Name+" "+l.DiffID[:19])
-				have[l.DiffID] = true
-			}
-		}
+	changed, names, err := lab.ChangedLayers(oldDir, newDir)
+	if err != nil {
+		t.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join(newDir, manifest.File))
 	if err != nil {

@@ -2,10 +2,15 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/image/examples/debian"
@@ -49,7 +54,14 @@ func (l *Lab) DebianRelease(ctx context.Context, version string, serial uint64, 
 		}
 		defer os.RemoveAll(work)
 		root, bundle := filepath.Join(work, "root"), filepath.Join(work, "services")
-		if err := debian.Build(ctx, debian.Options{Cache: l.DebianCache, Updater: l.Updater}, root); err != nil {
+		// One debootstrap for all releases building at once.
+		l.debianMu.Lock()
+		base, err := debian.BuildBase(ctx, l.DebianCache, io.Discard)
+		l.debianMu.Unlock()
+		if err != nil {
+			return "", err
+		}
+		if err := debian.Assemble(ctx, base, l.Updater, root); err != nil {
 			return "", err
 		}
 		svc.Version = version
@@ -71,11 +83,11 @@ func (l *Lab) DebianRelease(ctx context.Context, version string, serial uint64, 
 	})
 }
 
-// InstallDebian makes a sparse disk file at disk, sized for the Debian
-// reference system, and installs the release in dir on it with the device
-// config file deviceYAML.
-func (l *Lab) InstallDebian(ctx context.Context, disk, dir, deviceYAML string) error {
-	f, err := os.Create(disk)
+// EmptyDebianDisk makes (or empties) a sparse disk file at path sized for
+// the Debian reference system: two slots of DebianSlotSize and a data
+// partition of 1 GiB.
+func EmptyDebianDisk(path string) error {
+	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
@@ -84,11 +96,66 @@ func (l *Lab) InstallDebian(ctx context.Context, disk, dir, deviceYAML string) e
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("create disk %s: %w", disk, err)
+		return fmt.Errorf("create disk %s: %w", path, err)
 	}
-	_, err = install.Install(ctx, install.Options{Disk: disk, Image: dir, GrubDir: l.GrubDir, SlotSize: DebianSlotSize, Config: deviceYAML})
+	return nil
+}
+
+// InstallDebian makes a disk file at disk with EmptyDebianDisk and
+// installs the release in dir on it with the device config file
+// deviceYAML.
+func (l *Lab) InstallDebian(ctx context.Context, disk, dir, deviceYAML string) error {
+	if err := EmptyDebianDisk(disk); err != nil {
+		return err
+	}
+	_, err := install.Install(ctx, install.Options{Disk: disk, Image: dir, GrubDir: l.GrubDir, SlotSize: DebianSlotSize, Config: deviceYAML})
 	if err != nil {
 		return fmt.Errorf("install %s on %s: %w", filepath.Base(dir), disk, err)
 	}
 	return nil
+}
+
+// Bundle reads the services' bundle.json from the slot image of the
+// release build in dir.
+func Bundle(dir string) (*containers.Bundle, error) {
+	name := strings.TrimPrefix(path.Join(containers.BundleDir, containers.BundleFile), "/")
+	out, err := exec.Command("unsquashfs", "-cat", filepath.Join(dir, release.SlotFile), name).Output()
+	if err != nil {
+		return nil, fmt.Errorf("read /%s of %s: %w", name, dir, err)
+	}
+	var b containers.Bundle
+	if err := json.Unmarshal(out, &b); err != nil {
+		return nil, fmt.Errorf("/%s of %s: %w", name, dir, err)
+	}
+	return &b, nil
+}
+
+// ChangedLayers are the image layers the release build newDir carries
+// that oldDir does not: what a registry pull of the change would fetch
+// (their gzipped sizes, summed), and which they are.
+func ChangedLayers(oldDir, newDir string) (gzipped int64, names []string, err error) {
+	old, err := Bundle(oldDir)
+	if err != nil {
+		return 0, nil, err
+	}
+	next, err := Bundle(newDir)
+	if err != nil {
+		return 0, nil, err
+	}
+	have := map[string]bool{}
+	for _, s := range old.Services {
+		for _, l := range s.Layers {
+			have[l.DiffID] = true
+		}
+	}
+	for _, s := range next.Services {
+		for _, l := range s.Layers {
+			if !have[l.DiffID] {
+				gzipped += l.Gzipped
+				names = append(names, s.Name+" "+l.DiffID[:19])
+				have[l.DiffID] = true
+			}
+		}
+	}
+	return gzipped, names, nil
 }

@@ -23,6 +23,10 @@ type ISOOptions struct {
 	// KernelArgs go on the installer's kernel command line, e.g.
 	// "twinroot.yes=1".
 	KernelArgs string
+	// Release is a release build directory to carry instead of the
+	// minimal system at Version (a Debian release, say); it is signed on
+	// a copy.
+	Release string
 }
 
 // SignedRelease returns a copy of the release build of version (see
@@ -34,6 +38,12 @@ func (l *Lab) SignedRelease(ctx context.Context, version string, serial uint64, 
 	if err != nil {
 		return "", err
 	}
+	return l.signedCopy(ctx, src, version)
+}
+
+// signedCopy links the release build src into a new directory and signs
+// its manifest there.
+func (l *Lab) signedCopy(ctx context.Context, src, version string) (string, error) {
 	k, _, err := l.SigningKey()
 	if err != nil {
 		return "", err
@@ -88,7 +98,13 @@ func (l *Lab) BuildISO(ctx context.Context, out string, o ISOOptions) (iso.Resul
 	if o.Serial == 0 {
 		o.Serial = 1
 	}
-	rel, err := l.SignedRelease(ctx, o.Version, o.Serial, minimal.OK)
+	var rel string
+	var err error
+	if o.Release != "" {
+		rel, err = l.signedCopy(ctx, o.Release, o.Version)
+	} else {
+		rel, err = l.SignedRelease(ctx, o.Version, o.Serial, minimal.OK)
+	}
 	if err != nil {
 		return iso.Result{}, err
 	}

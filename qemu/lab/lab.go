@@ -36,6 +36,7 @@ type Lab struct {
 	// DebianCache holds the Debian reference system's base roots
 	// (build/debian); see package debian.
 	DebianCache string
+	debianMu    sync.Mutex
 
 	mu       sync.Mutex
 	images   map[string]string

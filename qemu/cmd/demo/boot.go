@@ -23,6 +23,7 @@ type boot struct {
 	vm  *qemu.VM
 	log string
 	f   *os.File
+	sh  *qemu.Shell // once logged in (the Debian system)
 }
 
 func (d *demo) boot(ctx context.Context, what string) (*boot, error) {
@@ -50,6 +51,7 @@ func (d *demo) bootWith(ctx context.Context, what string, drives []qemu.Drive) (
 		NoReboot: true,
 		NetDev:   "user,id=n,restrict=on," + d.fwd.GuestFwd(lab.GuestStore),
 		Log:      log,
+		MemoryMB: d.memoryMB,
 	})
 	if err != nil {
 		b.f.Close()

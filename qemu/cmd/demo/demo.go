@@ -31,6 +31,10 @@ type options struct {
 	Firmware    qemu.Firmware
 	StepTimeout time.Duration
 	Verbose     bool
+	// System is the reference system of the story: debian (bundled
+	// services, built from DebianCache) or minimal.
+	System      string
+	DebianCache string
 }
 
 func (o options) validate() error {
@@ -48,6 +52,18 @@ func (o options) validate() error {
 	if o.StepTimeout <= 0 {
 		return errors.New("--step-timeout must be positive")
 	}
+	switch o.System {
+	case "minimal":
+	case "debian":
+		if o.ISO != "" {
+			return errors.New("--iso is for the minimal system: the Debian story builds its own ISO")
+		}
+		if o.DebianCache == "" {
+			return errors.New("--debian-cache is required with --system debian")
+		}
+	default:
+		return fmt.Errorf("unknown system %q: want debian or minimal", o.System)
+	}
 	return nil
 }
 
@@ -56,14 +72,22 @@ type release struct {
 	version string
 	serial  uint64
 	variant minimal.Variant
+	broken  bool // Debian: its web service never becomes healthy
 
 	done chan struct{} // closed when the build below has finished
 	dir  string        // release build output (see lab.Release)
 	err  error
+	told bool // its build was announced
 }
 
 // what tells a newcomer how the release behaves at boot.
 func (r *release) what() string {
+	if r.variant == "" {
+		if r.broken {
+			return "its web service never becomes healthy"
+		}
+		return "its services come up healthy"
+	}
 	switch r.variant {
 	case minimal.Unhealthy:
 		return "boots, but its health check fails"
@@ -85,6 +109,12 @@ type demo struct {
 	start time.Time
 	boots int
 	cwd   string // paths are shown relative to it
+
+	// What differs between the systems: the disk's size, the guest's
+	// memory and the device.yaml an ISO the demo builds carries.
+	emptyDisk func(string) error
+	memoryMB  int
+	isoConfig func() string
 }
 
 func (d *demo) say(format string, a ...any) {
@@ -108,10 +138,19 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		}
 		*p = abs
 	}
-	d := &demo{o: o, out: out, start: time.Now()}
+	d := &demo{o: o, out: out, start: time.Now(), emptyDisk: lab.EmptyDisk,
+		isoConfig: func() string { return "" }}
 	d.cwd, _ = os.Getwd()
-	d.say("twinroot demo: an A/B disk under QEMU (firmware %s, TCG) updating itself from MinIO; work directory %s", o.Firmware, d.show(o.Work))
 	var err error
+	if o.System == "debian" {
+		d.say("twinroot demo: Debian 13 with bundled services on an A/B disk under QEMU (firmware %s, TCG), updating itself from MinIO; work directory %s", o.Firmware, d.show(o.Work))
+		if d.lab, err = lab.New(ctx, o.Work, o.KernelDir, o.GrubDir, o.Updater); err != nil {
+			return err
+		}
+		d.lab.DebianCache = o.DebianCache
+		return d.runDebian(ctx)
+	}
+	d.say("twinroot demo: an A/B disk under QEMU (firmware %s, TCG) updating itself from MinIO; work directory %s", o.Firmware, d.show(o.Work))
 	if d.lab, err = lab.New(ctx, o.Work, o.KernelDir, o.GrubDir, o.Updater); err != nil {
 		return err
 	}
@@ -207,14 +246,19 @@ func (d *demo) startStore(ctx context.Context) (stop func(), err error) {
 // built waits for the release build of r and says what it is.
 func (d *demo) built(r *release) error {
 	<-r.done
-	if r.err != nil {
+	if r.err != nil || r.told {
 		return r.err
 	}
+	r.told = true
 	fi, err := os.Stat(filepath.Join(r.dir, "slot.img.zst"))
 	if err != nil {
 		return fmt.Errorf("release %s: %w", r.version, err)
 	}
-	d.say("built release v%s (serial %d, %s variant, %.1f MB compressed): %s", r.version, r.serial, r.variant, float64(fi.Size())/1e6, r.what())
+	if r.variant == "" {
+		d.say("built release v%s (serial %d, %.1f MB compressed): %s", r.version, r.serial, float64(fi.Size())/1e6, r.what())
+	} else {
+		d.say("built release v%s (serial %d, %s variant, %.1f MB compressed): %s", r.version, r.serial, r.variant, float64(fi.Size())/1e6, r.what())
+	}
 	return nil
 }
 
@@ -224,9 +268,12 @@ func (d *demo) built(r *release) error {
 func (d *demo) install(ctx context.Context, r *release) error {
 	iso := d.o.ISO
 	if iso == "" {
-		cfg := lab.DeviceYAML(d.s3, storePrefix, "slot_size: 64M\n")
+		cfg := d.isoConfig()
+		if cfg == "" {
+			cfg = lab.DeviceYAML(d.s3, storePrefix, "slot_size: 64M\n")
+		}
 		iso = filepath.Join(d.o.Work, "installer.iso")
-		res, err := d.lab.BuildISO(ctx, iso, lab.ISOOptions{Version: r.version, Serial: r.serial, Config: cfg})
+		res, err := d.lab.BuildISO(ctx, iso, lab.ISOOptions{Version: r.version, Serial: r.serial, Config: cfg, Release: r.dir})
 		if err != nil {
 			return err
 		}
@@ -237,7 +284,7 @@ func (d *demo) install(ctx context.Context, r *release) error {
 		return fmt.Errorf("installer ISO: %w (run `make iso`)", err)
 	}
 	d.disk = filepath.Join(d.o.Work, "disk.img")
-	if err := lab.EmptyDisk(d.disk); err != nil {
+	if err := d.emptyDisk(d.disk); err != nil {
 		return err
 	}
 	b, err := d.bootWith(ctx, fmt.Sprintf("the installer ISO %s (%.1f MB) in the CD drive, and an empty disk %s", d.show(iso), float64(fi.Size())/1e6, d.show(d.disk)),

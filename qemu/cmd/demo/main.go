@@ -32,6 +32,8 @@ func main() {
 	firmware := fs.String("firmware", string(qemu.BIOS), "firmware of the guest: bios or uefi")
 	fs.DurationVar(&o.StepTimeout, "step-timeout", 3*time.Minute, "longest wait for one expected console line")
 	fs.BoolVar(&o.Verbose, "verbose", false, "stream the guest console to stderr")
+	fs.StringVar(&o.System, "system", "minimal", "reference system of the story: debian (bundled services) or minimal")
+	fs.StringVar(&o.DebianCache, "debian-cache", "", "where the Debian base root is cached, e.g. build/debian (required with --system debian)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(exitOK)
