@@ -133,6 +133,7 @@ func debianScenario(t *testing.T, l *lab.Lab, s3 *s3test.Server, fw qemu.Firmwar
 	g.updaterBoot(t, `twinroot: nothing-to-do: running committed slot a`, `up-to-date`)
 	services := g.waitHealthy(t, ids[v1.version])
 	step("v1: services healthy: %s", describeServices(services))
+	machineID := g.layout(t)
 	starts := g.volumeStarts(t)
 	token := g.run(t, "cat /run/twinroot/containers/web.env | grep -c '^TOKEN=[0-9a-f]\\{64\\}$'; stat -c %a /data/twinroot/containers/secrets/web_token")
 	if !strings.Contains(token, "1\n600") {
@@ -141,7 +142,7 @@ func debianScenario(t *testing.T, l *lab.Lab, s3 *s3test.Server, fw qemu.Firmwar
 
 	// A deleted env file and runtime directory do not stop a restart.
 	before := g.run(t, "systemctl show -P MainPID web.service")
-	g.run(t, "rm -rf /run/twinroot && systemctl restart web.service")
+	g.run(t, "rm -rf "+containers.RuntimeEnvDir+" && systemctl restart web.service")
 	g.waitHealthy(t, ids[v1.version])
 	if after := g.run(t, "systemctl show -P MainPID web.service"); after == before {
 		t.Errorf("web's main PID %s did not change across its restart", before)
@@ -178,6 +179,9 @@ func debianScenario(t *testing.T, l *lab.Lab, s3 *s3test.Server, fw qemu.Firmwar
 	services = g.waitHealthy(t, ids[v2.version])
 	step("v2 committed after its services were healthy: %s", describeServices(services))
 	g.wantStatus(t, "b", "b", slotWant{bootstate.OK, v1.version}, slotWant{bootstate.OK, v2.version})
+	if id := g.layout(t); id != machineID {
+		t.Errorf("machine-id %s on slot b, %s on slot a: it must live on the data partition", id, machineID)
+	}
 	if n := g.volumeStarts(t); n <= starts {
 		t.Errorf("backend's volume counts %d starts after the update, %d before: its data did not survive", n, starts)
 	} else {
@@ -317,6 +321,23 @@ func (g guest) containersStatus(t *testing.T) ([]containers.Status, error) {
 		return nil, fmt.Errorf("containers status JSON: %v\n%s", err, out)
 	}
 	return st, nil
+}
+
+// layout checks what the Debian system keeps where: the root read-only,
+// the data partition (ext4) on /data, and the journal and container
+// storage on it; it returns the machine-id, which must survive updates.
+func (g guest) layout(t *testing.T) string {
+	t.Helper()
+	out := g.run(t, `echo "ID=$(cat /etc/machine-id) DATA=$(findmnt -n -o FSTYPE /data) ROOT=$(findmnt -n -o OPTIONS / | cut -d, -f1) DEV=$(stat -c %d /data)-$(stat -c %d /var/lib/containers)-$(stat -c %d /var/log/journal)"`)
+	m := regexp.MustCompile(`ID=([0-9a-f]{32}) DATA=(\S*) ROOT=(\S*) DEV=(\d+)-(\d+)-(\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("layout: %q", out)
+	}
+	if m[2] != "ext4" || m[3] != "ro" || m[4] != m[5] || m[4] != m[6] {
+		t.Errorf("layout: /data %s, / %s, devices of /data, /var/lib/containers, /var/log/journal %s-%s-%s; want ext4, ro, one device",
+			m[2], m[3], m[4], m[5], m[6])
+	}
+	return m[1]
 }
 
 // volumeStarts counts the starts backend recorded in its named volume.

@@ -255,7 +255,7 @@ func (p *Prepared) Bake(ctx context.Context, pm Podman, root, updater string) er
 			return err
 		}
 	}
-	return checkQuadlet(ctx, root)
+	return CheckQuadlet(ctx, root)
 }
 
 // sealStore makes the store fit to be read from a read-only file system:
@@ -302,10 +302,12 @@ func writeNew(path string, b []byte) error {
 	return f.Close()
 }
 
-// checkQuadlet runs the root's Quadlet generator over the units in its
-// dry-run mode. Quadlet reports a unit it cannot convert on stderr and
-// leaves it out; either makes the build fail.
-func checkQuadlet(ctx context.Context, root string) error {
+// CheckQuadlet runs the root's Quadlet generator over the units in its
+// dry-run mode. Quadlet (podman 5.4) exits 1 and names the unit and the
+// key when it cannot convert one ("converting \"web.container\":
+// unsupported key 'Foo' in group 'Container' in ..."); its warnings and
+// "Loading source unit file" lines are not errors.
+func CheckQuadlet(ctx context.Context, root string) error {
 	cmd := exec.CommandContext(ctx, "chroot", root, QuadletBin, "-dryrun")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -323,12 +325,13 @@ func quadletErrors(stderr string) string {
 	var errs []string
 	for _, l := range strings.Split(stderr, "\n") {
 		l = strings.TrimSpace(l)
-		if l == "" || strings.HasPrefix(l, "quadlet-generator[") && strings.Contains(l, "Loading source unit") {
+		if _, rest, ok := strings.Cut(l, "]: "); ok && strings.HasPrefix(l, "quadlet-generator[") {
+			l = rest
+		}
+		if l == "" || strings.HasPrefix(l, "Loading source unit file") || strings.HasPrefix(l, "Warning:") {
 			continue
 		}
-		if strings.Contains(strings.ToLower(l), "error") || strings.Contains(l, "unsupported") {
-			errs = append(errs, l)
-		}
+		errs = append(errs, l)
 	}
 	return strings.Join(errs, "; ")
 }

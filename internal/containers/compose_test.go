@@ -153,3 +153,21 @@ func TestPrepareFindsArchives(t *testing.T) {
 		}
 	}
 }
+
+// TestQuadletErrors: what podman 5.4's quadlet -dryrun printed here for a
+// unit with an unknown key and one without an image, beside its usual
+// lines and warnings.
+func TestQuadletErrors(t *testing.T) {
+	stderr := `quadlet-generator[16802]: Loading source unit file /usr/share/containers/systemd/bad.container
+quadlet-generator[16802]: Warning: bad.container specifies the image "abc" which not a fully qualified image name.
+quadlet-generator[16802]: converting "bad.container": unsupported key 'FooBar' in group 'Container' in /usr/share/containers/systemd/bad.container
+converting "noimg.container": no Image or Rootfs key specified
+`
+	want := `converting "bad.container": unsupported key 'FooBar' in group 'Container' in /usr/share/containers/systemd/bad.container; converting "noimg.container": no Image or Rootfs key specified`
+	if got := quadletErrors(stderr); got != want {
+		t.Errorf("quadletErrors = %q, want %q", got, want)
+	}
+	if got := quadletErrors("quadlet-generator[1]: Loading source unit file /x.container\n"); got != "" {
+		t.Errorf("quadletErrors of a clean run = %q", got)
+	}
+}
