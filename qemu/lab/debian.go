@@ -130,17 +130,34 @@ func Bundle(dir string) (*containers.Bundle, error) {
 	return &b, nil
 }
 
-// ChangedLayers are the image layers the release build newDir carries
-// that oldDir does not: what a registry pull of the change would fetch
-// (their gzipped sizes, summed), and which they are.
-func ChangedLayers(oldDir, newDir string) (gzipped int64, names []string, err error) {
+// Delta is what an update from one release to the next cost on the wire,
+// beside what changed.
+type Delta struct {
+	Fetched int64    // bytes the device fetched
+	Object  int64    // the size of the new release's object (slot.img.zst)
+	Layers  []string // the image layers the new release has and the old lacks
+	Gzipped int64    // their sizes gzipped: what a registry pull would fetch
+}
+
+// Percent is Fetched as a share of Object.
+func (d Delta) Percent() float64 { return 100 * float64(d.Fetched) / float64(d.Object) }
+
+// DeltaOf tells what the update from the release build oldDir to newDir
+// changed, for fetched bytes on the wire.
+func DeltaOf(oldDir, newDir string, fetched int64) (Delta, error) {
+	d := Delta{Fetched: fetched}
+	fi, err := os.Stat(filepath.Join(newDir, release.ObjectFile))
+	if err != nil {
+		return d, err
+	}
+	d.Object = fi.Size()
 	old, err := Bundle(oldDir)
 	if err != nil {
-		return 0, nil, err
+		return d, err
 	}
 	next, err := Bundle(newDir)
 	if err != nil {
-		return 0, nil, err
+		return d, err
 	}
 	have := map[string]bool{}
 	for _, s := range old.Services {
@@ -151,11 +168,11 @@ func ChangedLayers(oldDir, newDir string) (gzipped int64, names []string, err er
 	for _, s := range next.Services {
 		for _, l := range s.Layers {
 			if !have[l.DiffID] {
-				gzipped += l.Gzipped
-				names = append(names, s.Name+" "+l.DiffID[:19])
+				d.Gzipped += l.Gzipped
+				d.Layers = append(d.Layers, s.Name+" "+l.DiffID[:19])
 				have[l.DiffID] = true
 			}
 		}
 	}
-	return gzipped, names, nil
+	return d, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/twinroot/twinroot/image/examples/debian/services"
 	"github.com/twinroot/twinroot/internal/bootstate"
-	"github.com/twinroot/twinroot/internal/manifest"
 	"github.com/twinroot/twinroot/internal/partition"
 	"github.com/twinroot/twinroot/qemu"
 	"github.com/twinroot/twinroot/qemu/lab"
@@ -207,21 +205,13 @@ func (d *demo) takeAtBoot(ctx context.Context, slot string, old, next *release) 
 // deltaFigure prints the bytes an update fetched beside the image layers
 // that changed and the size of the object.
 func (d *demo) deltaFigure(old, next *release, fetched int64) error {
-	changed, names, err := lab.ChangedLayers(old.dir, next.dir)
+	delta, err := lab.DeltaOf(old.dir, next.dir, fetched)
 	if err != nil {
 		return err
 	}
-	b, err := os.ReadFile(filepath.Join(next.dir, manifest.File))
-	if err != nil {
-		return err
-	}
-	m, err := manifest.Parse(b)
-	if err != nil {
-		return err
-	}
-	d.say("v%s -> v%s on the wire: %.2f MB fetched of a %.1f MB object (%.2f%%); the image layers that changed (%s) weigh %.2f MB gzipped",
-		old.version, next.version, float64(fetched)/1e6, float64(m.Image.CompressedSize)/1e6,
-		100*float64(fetched)/float64(m.Image.CompressedSize), strings.Join(names, ", "), float64(changed)/1e6)
+	d.say("v%s -> v%s on the wire: %.2f MB fetched of a %.1f MB object (%.2f%%); the image layers that changed (%s) weigh %.3f MB gzipped",
+		old.version, next.version, float64(delta.Fetched)/1e6, float64(delta.Object)/1e6, delta.Percent(),
+		strings.Join(delta.Layers, ", "), float64(delta.Gzipped)/1e6)
 	return nil
 }
 

@@ -8,6 +8,10 @@
 //   - web depends on backend being healthy, reads its port and a secret
 //     from its env file, publishes 8080 and serves /health and /version.
 //
+// Each runs httpd under a shell that exits on SIGTERM: as a container's
+// PID 1, a process without a handler ignores it, and every stop would
+// wait for podman's 10 s kill.
+//
 // Both images share their first layer (busybox); web's second layer holds
 // its pages, so a release that changes web's pages changes one small
 // layer. Broken leaves /health out of web's pages: its health check never
@@ -36,7 +40,7 @@ services:
   backend:
     build: ./backend
     image: localhost/backend:latest
-    command: ["/bin/sh", "-c", "date >> /data/starts; exec httpd -f -p 8081 -h /www"]
+    command: ["/bin/sh", "-c", "trap 'exit 0' TERM; date >> /data/starts; httpd -f -p 8081 -h /www & wait"]
     healthcheck:
       test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8081/health"]
       interval: 5s
@@ -56,7 +60,7 @@ services:
       - "8080:8080"
     read_only: true
     cap_drop: [NET_RAW]
-    command: ["/bin/sh", "-c", "cp -r /www /tmp/ && echo \"token $${#TOKEN} characters\" > /tmp/www/token && exec httpd -f -p $$PORT -h /tmp/www"]
+    command: ["/bin/sh", "-c", "trap 'exit 0' TERM; cp -r /www /tmp/ && echo \"token $${#TOKEN} characters\" > /tmp/www/token && httpd -f -p $$PORT -h /tmp/www & wait"]
     healthcheck:
       test: ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:$$PORT/health"]
       interval: 5s
