@@ -105,24 +105,12 @@ func debianScenario(t *testing.T, l *lab.Lab, s3 *s3test.Server, fw qemu.Firmwar
 	}
 	step("installed %s", v1.version)
 
-	fwd, err := lab.Forward(s3.Endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fwd.Close() })
-	boots := 0
+	boots := newBootSeries(t, "debian-"+string(fw), fw, disk, s3.Endpoint, debianStep)
+	boots.cfg.MemoryMB = 2048
 	var vm *qemu.VM
 	nextBoot := func() {
 		t.Helper()
-		if vm != nil {
-			if err := vm.Wait(debianStep); err != nil {
-				t.Fatalf("guest reboot: %v", err)
-			}
-		}
-		boots++
-		vm = qemu.StartT(t, qemu.Config{Name: fmt.Sprintf("debian-%s-boot%d", fw, boots), Firmware: fw,
-			Drives: []qemu.Drive{{Path: disk}}, NoReboot: true, MemoryMB: 2048,
-			NetDev: "user,id=n,restrict=on," + fwd.GuestFwd(lab.GuestStore)})
+		vm = boots.next()
 	}
 	ids := map[string]map[string]string{} // version → service → image ID
 	for _, r := range rels {
@@ -227,7 +215,7 @@ func debianScenario(t *testing.T, l *lab.Lab, s3 *s3test.Server, fw qemu.Firmwar
 		t.Fatalf("power off: %v", err)
 	}
 	wantState(t, disk, bootstate.State{Committed: "b", A: bootstate.Bad, B: bootstate.OK})
-	step("powered off after %d boots; scenario done", boots)
+	step("powered off after %d boots; scenario done", boots.boots)
 }
 
 func dexpect(t *testing.T, vm *qemu.VM, pattern string) string {

@@ -119,26 +119,11 @@ func updateScenario(t *testing.T, l *lab.Lab, s3 *s3test.Server, fw qemu.Firmwar
 	step("installed %s with a device.yaml pointing at http://%s", v1.version, lab.GuestStore)
 	publish(v2)
 
-	// Each boot is a QEMU of its own (a guest reboot ends it), so each
-	// has a fresh guestfwd stream and no connection of the boot before.
-	fwd, err := lab.Forward(s3.Endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fwd.Close() })
-	boots := 0
+	boots := newBootSeries(t, "update-"+string(fw), fw, disk, s3.Endpoint, stepTimeout)
 	var vm *qemu.VM
 	nextBoot := func() {
 		t.Helper()
-		if vm != nil {
-			if err := vm.Wait(stepTimeout); err != nil {
-				t.Fatalf("guest reboot: %v", err)
-			}
-		}
-		boots++
-		vm = qemu.StartT(t, qemu.Config{Name: fmt.Sprintf("update-%s-boot%d", fw, boots), Firmware: fw,
-			Drives: []qemu.Drive{{Path: disk}}, NoReboot: true,
-			NetDev: "user,id=n,restrict=on," + fwd.GuestFwd(lab.GuestStore)})
+		vm = boots.next()
 	}
 
 	// v1 finds v2 at boot, writes it into slot b and reboots by itself.
@@ -208,7 +193,7 @@ func updateScenario(t *testing.T, l *lab.Lab, s3 *s3test.Server, fw qemu.Firmwar
 	wantStatus(t, vm, "a", "a", slotWant{bootstate.OK, v4.version}, slotWant{bootstate.OK, v2.version})
 	powerOff(t, vm)
 	wantState(t, disk, bootstate.State{Committed: "a", A: bootstate.OK, B: bootstate.OK})
-	step("powered off after %d boots; scenario done", boots)
+	step("powered off after %d boots; scenario done", boots.boots)
 }
 
 // writeDeviceConfig writes the device.yaml the installer seeds: the store

@@ -52,6 +52,7 @@ func (d *demo) bootWith(ctx context.Context, what string, drives []qemu.Drive) (
 		NetDev:   "user,id=n,restrict=on," + d.fwd.GuestFwd(lab.GuestStore),
 		Log:      log,
 		MemoryMB: d.memoryMB,
+		CPUs:     d.cpus,
 	})
 	if err != nil {
 		b.f.Close()

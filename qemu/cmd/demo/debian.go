@@ -32,6 +32,9 @@ health:
 // health gate and the device falls back to v2, with v3 recorded bad.
 func (d *demo) runDebian(ctx context.Context) error {
 	d.memoryMB = 2048
+	// One guest at a time: two virtual CPUs use both cores (QEMU runs a
+	// thread per CPU under TCG), and systemd starts units side by side.
+	d.cpus = 2
 	d.emptyDisk = lab.EmptyDebianDisk
 	d.isoConfig = func() string { return lab.DeviceYAML(d.s3, storePrefix, debianGate) }
 	// A Debian boot takes half a minute under TCG, and a failing health

@@ -114,6 +114,7 @@ type demo struct {
 	// memory and the device.yaml an ISO the demo builds carries.
 	emptyDisk func(string) error
 	memoryMB  int
+	cpus      int
 	isoConfig func() string
 }
 
