@@ -3,7 +3,10 @@ package containers
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base32"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -261,17 +264,20 @@ func (p *Prepared) Bake(ctx context.Context, pm Podman, root, updater string) er
 // sealStore makes the store fit to be read from a read-only file system:
 // podman's own database of the build host goes, and the lock files podman
 // opens even to read are there (containers/storage cannot create them on
-// a read-only store).
+// a read-only store). It also takes out what podman made up while it
+// loaded, so that the same images give the same bytes.
 func sealStore(store string) error {
 	if err := os.RemoveAll(filepath.Join(store, "libpod")); err != nil {
 		return err
 	}
+	if err := normalizeStore(store); err != nil {
+		return fmt.Errorf("image store: %w", err)
+	}
+	// The lock files are there, and empty: podman writes a random token
+	// of its last write into them, which a read-only store never changes.
 	for _, l := range []string{"storage.lock", "overlay-images/images.lock", "overlay-layers/layers.lock",
-		"overlay-containers/containers.lock", "overlay/.has-mount-program"} {
+		"overlay-containers/containers.lock"} {
 		path := filepath.Join(store, l)
-		if _, err := os.Stat(path); err == nil || strings.HasSuffix(l, ".has-mount-program") {
-			continue
-		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return err
 		}
@@ -280,6 +286,67 @@ func sealStore(store string) error {
 		}
 	}
 	return nil
+}
+
+// normalizeStore replaces the two things containers/storage makes up when
+// it stores a layer, so that one set of images gives one store byte for
+// byte (a reproducible slot image, and no chunk changed for nothing in a
+// delta): the time it was stored (layers.json "created", now the epoch)
+// and the random short name of its overlay directory (overlay/l/NAME,
+// its link file and the lower files naming it), now derived from the
+// layer ID.
+func normalizeStore(store string) error {
+	layersFile := filepath.Join(store, "overlay-layers", "layers.json")
+	b, err := os.ReadFile(layersFile)
+	if err != nil {
+		return err
+	}
+	var layers []map[string]any
+	if err := json.Unmarshal(b, &layers); err != nil {
+		return fmt.Errorf("%s: %w", layersFile, err)
+	}
+	rename := map[string]string{} // old short name → new
+	for _, l := range layers {
+		l["created"] = "1970-01-01T00:00:00Z"
+		id, _ := l["id"].(string)
+		linkFile := filepath.Join(store, "overlay", id, "link")
+		old, err := os.ReadFile(linkFile)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256([]byte(id))
+		short := base32.StdEncoding.EncodeToString(sum[:])[:26]
+		rename[string(old)] = short
+		if err := os.Rename(filepath.Join(store, "overlay", "l", string(old)), filepath.Join(store, "overlay", "l", short)); err != nil {
+			return err
+		}
+		if err := os.WriteFile(linkFile, []byte(short), 0o644); err != nil {
+			return err
+		}
+	}
+	for _, l := range layers {
+		lowerFile := filepath.Join(store, "overlay", l["id"].(string), "lower")
+		lower, err := os.ReadFile(lowerFile)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // a base layer
+		} else if err != nil {
+			return err
+		}
+		parts := strings.Split(string(lower), ":")
+		for i, p := range parts {
+			if n, ok := rename[strings.TrimPrefix(p, "l/")]; ok {
+				parts[i] = "l/" + n
+			}
+		}
+		if err := os.WriteFile(lowerFile, []byte(strings.Join(parts, ":")), 0o644); err != nil {
+			return err
+		}
+	}
+	out, err := json.Marshal(layers)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(layersFile, out, 0o600)
 }
 
 // writeNew writes a file that must not exist in the root yet: the root may

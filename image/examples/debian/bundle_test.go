@@ -1,7 +1,9 @@
 package debian_test
 
 import (
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,6 +61,15 @@ func TestBundleInTheRoot(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(store, "libpod")); err == nil {
 		t.Error("the store carries the build host's libpod database")
 	}
+	// The same images give the same store, byte for byte: a release with
+	// services stays reproducible.
+	again := assembled(t)
+	if err := p.Bake(t.Context(), containers.Podman{Args: []string{"--runtime", "runc"}}, again, debian.Updater); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := treeDigest(t, store), treeDigest(t, filepath.Join(again, containers.StoreDir)); a != b {
+		t.Errorf("two bakes of one bundle gave different stores:\n%s\n---\n%s", a, b)
+	}
 
 	out, err := exec.CommandContext(t.Context(), "chroot", root, containers.QuadletBin, "-dryrun").Output()
 	if err != nil {
@@ -94,6 +105,37 @@ func TestBundleInTheRoot(t *testing.T) {
 	if !errors.Is(err, containers.ErrRefused) || !strings.Contains(err.Error(), `converting "web.container": unsupported key 'BogusKey'`) {
 		t.Errorf("CheckQuadlet with an unknown key = %v, want a refusal naming the unit and the key", err)
 	}
+}
+
+// treeDigest lists every entry under dir with its mode, and its content or
+// link target.
+func treeDigest(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		fmt.Fprintf(&b, "%s %v", rel, fi.Mode())
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			fmt.Fprintf(&b, " -> %s", target)
+		case fi.Mode().IsRegular():
+			c, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(&b, " %x", sha256.Sum256(c))
+		}
+		b.WriteString("\n")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }
 
 // assembled returns a root assembled for this test from the cached base
