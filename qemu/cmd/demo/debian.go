@@ -212,9 +212,8 @@ func (d *demo) deltaFigure(old, next *release, fetched int64) error {
 	if err != nil {
 		return err
 	}
-	d.say("v%s -> v%s on the wire: %.2f MB fetched of a %.1f MB object (%.2f%%); the image layers that changed (%s) weigh %.3f MB gzipped",
-		old.version, next.version, float64(delta.Fetched)/1e6, float64(delta.Object)/1e6, delta.Percent(),
-		strings.Join(delta.Layers, ", "), float64(delta.Gzipped)/1e6)
+	d.say("v%s -> v%s on the wire: %d bytes fetched of a %d-byte object (%.2f%%); the image layers that changed (%s) are %d bytes gzipped",
+		old.version, next.version, delta.Fetched, delta.Object, delta.Percent(), strings.Join(delta.Layers, ", "), delta.Gzipped)
 	return nil
 }
 
