@@ -56,7 +56,11 @@ func (l *Lab) DebianRelease(ctx context.Context, version string, serial uint64, 
 		root, bundle := filepath.Join(work, "root"), filepath.Join(work, "services")
 		// One debootstrap for all releases building at once.
 		l.debianMu.Lock()
-		base, err := debian.BuildBase(ctx, l.DebianCache, io.Discard)
+		log := l.DebianLog
+		if log == nil {
+			log = io.Discard
+		}
+		base, err := debian.BuildBase(ctx, l.DebianCache, log)
 		l.debianMu.Unlock()
 		if err != nil {
 			return "", err

@@ -11,6 +11,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,6 +37,7 @@ type Lab struct {
 	// DebianCache holds the Debian reference system's base roots
 	// (build/debian); see package debian.
 	DebianCache string
+	DebianLog   io.Writer // progress of a base root build; nil for none
 	debianMu    sync.Mutex
 
 	mu       sync.Mutex

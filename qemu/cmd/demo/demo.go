@@ -122,6 +122,16 @@ func (d *demo) say(format string, a ...any) {
 	fmt.Fprintf(d.out, "[%6.1fs] %s\n", time.Since(d.start).Seconds(), fmt.Sprintf(format, a...))
 }
 
+// quoter quotes what is written to it, line by line, under the timeline.
+type quoter struct{ d *demo }
+
+func (q quoter) Write(p []byte) (int, error) {
+	for _, l := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		q.d.quote(l)
+	}
+	return len(p), nil
+}
+
 // quote prints a console line (or a line of command output) under the timeline.
 func (d *demo) quote(line string) {
 	fmt.Fprintf(d.out, "           | %s\n", strings.TrimSpace(line))
@@ -149,6 +159,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			return err
 		}
 		d.lab.DebianCache = o.DebianCache
+		d.lab.DebianLog = quoter{d}
 		return d.runDebian(ctx)
 	}
 	d.say("twinroot demo: an A/B disk under QEMU (firmware %s, TCG) updating itself from MinIO; work directory %s", o.Firmware, d.show(o.Work))
