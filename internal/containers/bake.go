@@ -2,12 +2,14 @@ package containers
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,10 +31,7 @@ type Podman struct {
 }
 
 func (p Podman) run(ctx context.Context, root, runroot string, args ...string) ([]byte, error) {
-	bin := p.Bin
-	if bin == "" {
-		bin = "podman"
-	}
+	bin := cmp.Or(p.Bin, "podman")
 	full := append([]string{"--root", root, "--runroot", runroot, "--storage-driver", "overlay",
 		"--events-backend", "none", "--cgroup-manager", "cgroupfs"}, p.Args...)
 	full = append(full, args...)
@@ -253,7 +252,7 @@ func (p *Prepared) Bake(ctx context.Context, pm Podman, root, updater string) er
 		return err
 	}
 	files[filepath.Join(BundleDir, BundleFile)] = append(bj, '\n')
-	for _, n := range slices.Sorted(mapKeys(files)) {
+	for _, n := range slices.Sorted(maps.Keys(files)) {
 		if err := writeNew(filepath.Join(root, n), files[n]); err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -167,13 +168,7 @@ func Load(ctx context.Context, dir string) (*Bundle, error) {
 		b.Volumes = append(b.Volumes, name)
 	}
 	sort.Strings(b.Volumes)
-	names := slices.Sorted(func(yield func(string) bool) {
-		for n := range p.Services {
-			if !yield(n) {
-				return
-			}
-		}
-	})
+	names := slices.Sorted(maps.Keys(p.Services))
 	if len(names) == 0 {
 		return nil, fmt.Errorf("%w: %s has no services", ErrRefused, ComposeFile)
 	}
@@ -249,7 +244,7 @@ func convert(dir string, c types.ServiceConfig, volumes []string) (Service, erro
 		}
 		s.Env = append(s.Env, lines...)
 	}
-	for _, k := range slices.Sorted(mapKeys(c.Environment)) {
+	for _, k := range slices.Sorted(maps.Keys(c.Environment)) {
 		v := c.Environment[k]
 		line := EnvLine{Key: k, From: "environment"}
 		if v == nil {
@@ -279,7 +274,7 @@ func convert(dir string, c types.ServiceConfig, volumes []string) (Service, erro
 		}
 		s.Mounts = append(s.Mounts, Mount{Volume: v.Source, Target: v.Target, ReadOnly: v.ReadOnly})
 	}
-	for _, dep := range slices.Sorted(mapKeys(c.DependsOn)) {
+	for _, dep := range slices.Sorted(maps.Keys(c.DependsOn)) {
 		d := c.DependsOn[dep]
 		switch d.Condition {
 		case types.ServiceConditionStarted, "":
@@ -430,16 +425,6 @@ func (b *Bundle) checkDependencies() error {
 		}
 	}
 	return nil
-}
-
-func mapKeys[M ~map[string]V, V any](m M) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // oneLine folds compose-go's multi-line messages into one line.

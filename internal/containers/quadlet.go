@@ -3,6 +3,7 @@ package containers
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -104,7 +105,7 @@ func (s Service) container(updater string) []byte {
 	if s.User != "" {
 		u.kv("User", escapeSystemd(s.User))
 	}
-	for _, k := range slices.Sorted(mapKeys(s.Labels)) {
+	for _, k := range slices.Sorted(maps.Keys(s.Labels)) {
 		u.kv("Label", execWord(k+"="+s.Labels[k]))
 	}
 	u.kv("Label", "twinroot.service="+s.Name)

@@ -2,6 +2,7 @@ package containers
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -52,15 +53,8 @@ type Inspector struct {
 	Podman    string // default "podman"
 }
 
-func (in Inspector) systemctl() string { return or(in.Systemctl, "systemctl") }
-func (in Inspector) podman() string    { return or(in.Podman, "podman") }
-
-func or(s, d string) string {
-	if s == "" {
-		return d
-	}
-	return s
-}
+func (in Inspector) systemctl() string { return cmp.Or(in.Systemctl, "systemctl") }
+func (in Inspector) podman() string    { return cmp.Or(in.Podman, "podman") }
 
 // Status reports every service of the bundle.
 func (in Inspector) Status(ctx context.Context, b *Bundle, required []string) ([]Status, error) {
@@ -101,8 +95,6 @@ func (in Inspector) unit(ctx context.Context, unit string) (map[string]string, e
 func (in Inspector) health(ctx context.Context, name string) string {
 	cmd := exec.CommandContext(ctx, in.podman(), "--storage-opt=additionalimagestore="+StoreDir,
 		"container", "inspect", "--format", "{{json .State}}", name)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
 	b, err := cmd.Output()
 	if err != nil {
 		return "unknown"
