@@ -19,6 +19,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/twinroot/twinroot/internal/refusal"
 )
 
 // Where a slot image carries its identity and the keys it trusts.
@@ -29,7 +31,7 @@ const (
 )
 
 // ErrNoKernel is returned for a root without /boot/vmlinuz or /boot/initrd.img.
-var ErrNoKernel = errors.New("root has no kernel")
+var ErrNoKernel = refusal.New("root has no kernel")
 
 // BuildOptions of a slot image.
 type BuildOptions struct {

@@ -2,7 +2,6 @@ package image
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,10 +11,12 @@ import (
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/squashfs"
+
+	"github.com/twinroot/twinroot/internal/refusal"
 )
 
 // ErrNotSquashfs is returned for bytes that are not a squashfs image.
-var ErrNotSquashfs = errors.New("not a squashfs slot image")
+var ErrNotSquashfs = refusal.New("not a squashfs slot image")
 
 // Info describes a slot image.
 type Info struct {

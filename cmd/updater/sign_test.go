@@ -18,6 +18,7 @@ import (
 	"github.com/twinroot/twinroot/internal/cli"
 	"github.com/twinroot/twinroot/internal/keys"
 	"github.com/twinroot/twinroot/internal/manifest"
+	"github.com/twinroot/twinroot/internal/refusal"
 )
 
 // buildDir writes what updater build leaves in its output directory: a
@@ -173,9 +174,9 @@ func TestSignRefuses(t *testing.T) {
 	}{
 		{name: "key readable by others", args: []string{"--key", loose}, want: keys.ErrInsecureKey},
 		{name: "missing key", args: []string{"--key", key + ".missing"}, want: os.ErrNotExist},
-		{name: "image changed", damage: func(dir string) { appendTo(filepath.Join(dir, "slot.img"), "x") }, want: manifest.ErrMismatch},
-		{name: "index changed", damage: func(dir string) { appendTo(filepath.Join(dir, manifest.IndexObject), "x") }, want: manifest.ErrMismatch},
-		{name: "compressed image changed", damage: func(dir string) { appendTo(filepath.Join(dir, manifest.ImageObject), "x") }, want: manifest.ErrMismatch},
+		{name: "image changed", damage: func(dir string) { appendTo(filepath.Join(dir, "slot.img"), "x") }, want: refusal.ErrMismatch},
+		{name: "index changed", damage: func(dir string) { appendTo(filepath.Join(dir, manifest.IndexObject), "x") }, want: refusal.ErrMismatch},
+		{name: "compressed image changed", damage: func(dir string) { appendTo(filepath.Join(dir, manifest.ImageObject), "x") }, want: refusal.ErrMismatch},
 		{name: "incomplete manifest", damage: func(dir string) {
 			p := filepath.Join(dir, manifest.File)
 			os.WriteFile(p, bytes.Replace(must(os.ReadFile(p)), []byte(`"serial": 7`), []byte(`"serial": 0`), 1), 0o644)

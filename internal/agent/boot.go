@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -23,8 +22,14 @@ const (
 )
 
 // ErrRebootNeeded is what a caller returns when a report asks for a reboot
-// it cannot do (offline, or told not to).
-var ErrRebootNeeded = errors.New("reboot needed to leave the bad slot")
+// it cannot do (offline, or told not to). It wraps health.ErrUnhealthy:
+// the slot this machine runs failed its trial.
+var ErrRebootNeeded error = rebootNeeded{}
+
+type rebootNeeded struct{}
+
+func (rebootNeeded) Error() string { return "reboot needed to leave the bad slot" }
+func (rebootNeeded) Unwrap() error { return health.ErrUnhealthy }
 
 // Boot is the every-boot entry point.
 type Boot struct {

@@ -20,6 +20,7 @@ import (
 	"github.com/twinroot/twinroot/internal/chunk"
 	"github.com/twinroot/twinroot/internal/fetch"
 	"github.com/twinroot/twinroot/internal/manifest"
+	"github.com/twinroot/twinroot/internal/refusal"
 	"github.com/twinroot/twinroot/internal/source"
 	"github.com/twinroot/twinroot/internal/state"
 )
@@ -70,7 +71,7 @@ func (u *Updater) Apply(ctx context.Context, m *manifest.Manifest) (ApplyResult,
 	r := ApplyResult{Slot: target, Version: m.Version, Serial: m.Serial}
 	part := u.Disk.Layout.Slot(target)
 	if m.Image.Size > part.Size {
-		return r, fmt.Errorf("%w: image of %s is %d bytes, slot %s is %d; nothing written", manifest.ErrDoesNotFit, m.Version, m.Image.Size, target, part.Size)
+		return r, fmt.Errorf("%w: image of %s is %d bytes, slot %s is %d; nothing written", refusal.ErrDoesNotFit, m.Version, m.Image.Size, target, part.Size)
 	}
 	if err := os.MkdirAll(u.State.Dir, 0o755); err != nil {
 		return r, fmt.Errorf("updater state: %w", err)
@@ -135,7 +136,7 @@ func (u *Updater) index(ctx context.Context, m *manifest.Manifest) (*chunk.Index
 		var err error
 		b, err = u.getAll(ctx, key)
 		if err == nil && hex.EncodeToString(sha256Sum(b)) != m.Index.SHA256 {
-			err = fmt.Errorf("%s: %w: SHA-256 differs from the manifest's", key, manifest.ErrMismatch)
+			err = fmt.Errorf("%s: %w: SHA-256 differs from the manifest's", key, refusal.ErrMismatch)
 		}
 		if err == nil || errors.Is(err, source.ErrNotFound) || ctx.Err() != nil {
 			if err != nil {
@@ -158,7 +159,7 @@ func (u *Updater) index(ctx context.Context, m *manifest.Manifest) (*chunk.Index
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}
 	if idx.Size != m.Image.Size || hex.EncodeToString(idx.SHA256[:]) != m.Image.SHA256 {
-		return nil, fmt.Errorf("%s: %w: the index describes another image than the manifest; nothing written", key, manifest.ErrMismatch)
+		return nil, fmt.Errorf("%s: %w: the index describes another image than the manifest; nothing written", key, refusal.ErrMismatch)
 	}
 	return idx, nil
 }

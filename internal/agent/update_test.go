@@ -17,8 +17,8 @@ import (
 	"github.com/twinroot/twinroot/internal/health"
 	"github.com/twinroot/twinroot/internal/install"
 	"github.com/twinroot/twinroot/internal/keys"
-	"github.com/twinroot/twinroot/internal/manifest"
 	"github.com/twinroot/twinroot/internal/partition"
+	"github.com/twinroot/twinroot/internal/refusal"
 	"github.com/twinroot/twinroot/internal/release"
 	"github.com/twinroot/twinroot/internal/source"
 	"github.com/twinroot/twinroot/internal/state"
@@ -82,7 +82,7 @@ func TestUpdate(t *testing.T) {
 	// An index that does not match the manifest is refused before a byte is written.
 	bad := *cr.Manifest
 	bad.Index.SHA256 = "00" + bad.Index.SHA256[2:]
-	if _, err := u.Apply(ctx, &bad); !errors.Is(err, manifest.ErrMismatch) {
+	if _, err := u.Apply(ctx, &bad); !errors.Is(err, refusal.ErrMismatch) {
 		t.Errorf("Apply with a wrong index hash = %v, want ErrMismatch", err)
 	}
 	if s, _ := d.Load(); s != bootstate.Initial() {

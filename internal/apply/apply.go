@@ -7,7 +7,7 @@ import (
 
 	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/bootstate"
-	"github.com/twinroot/twinroot/internal/manifest"
+	"github.com/twinroot/twinroot/internal/refusal"
 	"github.com/twinroot/twinroot/internal/stream"
 )
 
@@ -41,7 +41,7 @@ func FromFile(ctx context.Context, d *bootstate.Disk, running bootstate.Slot, o 
 	target := running.Other()
 	part := d.Layout.Slot(target)
 	if info.Size > part.Size {
-		return Result{}, fmt.Errorf("%w: image is %d bytes, slot %s is %d; nothing written", manifest.ErrDoesNotFit, info.Size, target, part.Size)
+		return Result{}, fmt.Errorf("%w: image is %d bytes, slot %s is %d; nothing written", refusal.ErrDoesNotFit, info.Size, target, part.Size)
 	}
 	st, err := d.Load()
 	if err != nil {
@@ -60,7 +60,7 @@ func FromFile(ctx context.Context, d *bootstate.Disk, running bootstate.Slot, o 
 	}
 	if o.ExpectSHA256 != "" {
 		if !stream.Equal(o.ExpectSHA256, sum) {
-			return Result{}, fmt.Errorf("%w: slot SHA-256 is %x, expected %s (slot %s stays unbootable)", manifest.ErrMismatch, sum, o.ExpectSHA256, target)
+			return Result{}, fmt.Errorf("%w: slot SHA-256 is %x, expected %s (slot %s stays unbootable)", refusal.ErrMismatch, sum, o.ExpectSHA256, target)
 		}
 	}
 	if err := stream.Verify(d.File, part.Start, info.Size, sum); err != nil {

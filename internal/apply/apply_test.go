@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/twinroot/twinroot/internal/bootstate"
-	"github.com/twinroot/twinroot/internal/manifest"
 	"github.com/twinroot/twinroot/internal/partition"
+	"github.com/twinroot/twinroot/internal/refusal"
 	"github.com/twinroot/twinroot/internal/testdisk"
 )
 
@@ -62,12 +62,12 @@ func TestFromFileRefuses(t *testing.T) {
 	}
 	defer d.Close()
 	big := squashfs(t, "2.0.0", testdisk.SlotSize+(1<<20))
-	if _, err := FromFile(context.Background(), d, partition.A, Options{Image: big}); !errors.Is(err, manifest.ErrDoesNotFit) {
-		t.Errorf("FromFile(big) = %v, want manifest.ErrDoesNotFit", err)
+	if _, err := FromFile(context.Background(), d, partition.A, Options{Image: big}); !errors.Is(err, refusal.ErrDoesNotFit) {
+		t.Errorf("FromFile(big) = %v, want refusal.ErrDoesNotFit", err)
 	}
 	small := squashfs(t, "2.0.0", 1<<10)
-	if _, err := FromFile(context.Background(), d, partition.A, Options{Image: small, ExpectSHA256: "00"}); !errors.Is(err, manifest.ErrMismatch) {
-		t.Errorf("FromFile(wrong hash) = %v, want manifest.ErrMismatch", err)
+	if _, err := FromFile(context.Background(), d, partition.A, Options{Image: small, ExpectSHA256: "00"}); !errors.Is(err, refusal.ErrMismatch) {
+		t.Errorf("FromFile(wrong hash) = %v, want refusal.ErrMismatch", err)
 	}
 	// The refused write leaves slot B marked writing: GRUB never boots it.
 	st, _ := d.Load()

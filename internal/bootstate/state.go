@@ -1,7 +1,6 @@
 package bootstate
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/twinroot/twinroot/internal/grub"
 	"github.com/twinroot/twinroot/internal/partition"
+	"github.com/twinroot/twinroot/internal/refusal"
 )
 
 // Slot is re-exported for the callers of this package.
@@ -27,8 +27,8 @@ const (
 
 // Errors callers act on.
 var (
-	ErrNotAllowed = errors.New("boot state transition not allowed")
-	ErrNoRunning  = errors.New("running slot unknown")
+	ErrNotAllowed = refusal.New("boot state transition not allowed")
+	ErrNoRunning  = refusal.New("running slot unknown")
 )
 
 // State is the boot state of a disk.

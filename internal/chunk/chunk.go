@@ -3,7 +3,6 @@ package chunk
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -12,16 +11,19 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/restic/chunker"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/twinroot/twinroot/internal/refusal"
 )
 
 // Sentinel errors, checked with errors.Is.
 var (
 	// ErrMalformed: index bytes break the format of doc.go.
-	ErrMalformed = errors.New("malformed chunk index")
-	// ErrCorrupt: a frame of the object does not decode to its chunk.
-	ErrCorrupt = errors.New("chunk does not match the index")
+	ErrMalformed = refusal.New("malformed chunk index")
+	// ErrCorrupt: a frame of the object does not decode to its chunk
+	// (refusal.ErrMismatch: bytes that differ from what was signed).
+	ErrCorrupt = refusal.ErrMismatch
 	// ErrMismatch: the raw image is not the concatenation of the chunks.
-	ErrMismatch = errors.New("image does not match the index")
+	ErrMismatch = refusal.ErrMismatch
 )
 
 // Polynomial is the irreducible polynomial of degree 53 of every twinroot

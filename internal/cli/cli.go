@@ -13,18 +13,8 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
-	"github.com/twinroot/twinroot/image"
-	"github.com/twinroot/twinroot/internal/agent"
-	"github.com/twinroot/twinroot/internal/bootstate"
-	"github.com/twinroot/twinroot/internal/chunk"
-	"github.com/twinroot/twinroot/internal/containers"
 	"github.com/twinroot/twinroot/internal/health"
-	"github.com/twinroot/twinroot/internal/install"
-	"github.com/twinroot/twinroot/internal/keys"
-	"github.com/twinroot/twinroot/internal/manifest"
-	"github.com/twinroot/twinroot/internal/partition"
-	"github.com/twinroot/twinroot/internal/source"
-	"github.com/twinroot/twinroot/internal/stream"
+	"github.com/twinroot/twinroot/internal/refusal"
 )
 
 // Exit codes of every twinroot command.
@@ -50,20 +40,6 @@ type UsageError struct{ Err error }
 func (e UsageError) Error() string { return e.Err.Error() }
 func (e UsageError) Unwrap() error { return e.Err }
 
-var refusals = []error{
-	partition.ErrDiskTooSmall, partition.ErrNotTwinroot, partition.ErrBootMedium,
-	partition.ErrHoldsData, partition.ErrDiskMounted, partition.ErrNoDisk,
-	install.ErrDiskMissing, install.ErrNotConfirmed,
-	stream.ErrMismatch,
-	bootstate.ErrNotAllowed, bootstate.ErrNoRunning, image.ErrNotSquashfs, image.ErrNoKernel,
-	keys.ErrInsecureKey, keys.ErrExists, keys.ErrMalformedKey, keys.ErrNoTrustedKeys,
-	manifest.ErrMalformed, manifest.ErrBadSignature, manifest.ErrUntrustedKey, manifest.ErrWrongChannel,
-	manifest.ErrExpired, manifest.ErrNotNewer, manifest.ErrBelowMinSerial, manifest.ErrRollback,
-	manifest.ErrBadVersion, manifest.ErrDoesNotFit, manifest.ErrMismatch,
-	source.ErrExists, source.ErrChanged,
-	chunk.ErrMalformed, chunk.ErrCorrupt, chunk.ErrMismatch, containers.ErrRefused, ErrRefused,
-}
-
 // ExitCode maps an error to the exit code of the command.
 func ExitCode(err error) int {
 	if err == nil {
@@ -79,13 +55,11 @@ func ExitCode(err error) int {
 			return ExitUsage
 		}
 	}
-	if errors.Is(err, health.ErrUnhealthy) || errors.Is(err, agent.ErrRebootNeeded) {
+	if errors.Is(err, health.ErrUnhealthy) {
 		return ExitUnhealthy
 	}
-	for _, r := range refusals {
-		if errors.Is(err, r) {
-			return ExitRefused
-		}
+	if refusal.Is(err) {
+		return ExitRefused
 	}
 	return ExitError
 }
@@ -162,7 +136,7 @@ func Progress(w io.Writer, label string) func(done, total int64) {
 
 // ErrRefused marks a refusal a command reports that has no sentinel of its
 // own (its text is already printed).
-var ErrRefused = errors.New("refused")
+var ErrRefused = refusal.New("refused")
 
 // Refused returns an error that exits with ExitRefused.
 func Refused(reason string) error { return fmt.Errorf("%w: %s", ErrRefused, reason) }

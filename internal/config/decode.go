@@ -25,6 +25,10 @@ type FieldError struct {
 	Msg   string
 }
 
+// Refused marks a field error as a refusal (package refusal): the user's
+// input, nothing changed.
+func (e *FieldError) Refused() bool { return true }
+
 func (e *FieldError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.File)

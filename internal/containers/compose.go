@@ -2,7 +2,6 @@ package containers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -16,11 +15,13 @@ import (
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/tree"
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/twinroot/twinroot/internal/refusal"
 )
 
 // ErrRefused marks a bundle that updater build does not accept; nothing
 // was written when it is returned.
-var ErrRefused = errors.New("bundle refused")
+var ErrRefused = refusal.New("bundle refused")
 
 // ComposeFile is the name of the compose file in a bundle directory.
 const ComposeFile = "compose.yaml"

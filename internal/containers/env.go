@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/twinroot/twinroot/internal/atomicfile"
+	"github.com/twinroot/twinroot/internal/refusal"
 )
 
 var (
@@ -115,7 +116,7 @@ func (r Renderer) Render(service string) (string, error) {
 	if b, err := os.ReadFile(valuesFile); err == nil {
 		vs, err := parseEnv(b, valuesFile)
 		if err != nil {
-			return "", fmt.Errorf("%s: %w", valuesFile, err)
+			return "", refusal.Errorf("%s: %w", valuesFile, err)
 		}
 		for _, v := range vs {
 			values[v.Key] = v.Value
@@ -131,7 +132,7 @@ func (r Renderer) Render(service string) (string, error) {
 				return "$"
 			}
 			if m == "$" {
-				ferr = fmt.Errorf("%s: %s: a lone $", l.From, l.Key)
+				ferr = refusal.Errorf("%s: %s: a lone $", l.From, l.Key)
 				return ""
 			}
 			ref := m[2 : len(m)-1]
@@ -144,7 +145,7 @@ func (r Renderer) Render(service string) (string, error) {
 			}
 			vm := varRE.FindStringSubmatch(ref)
 			if vm == nil {
-				ferr = fmt.Errorf("%s: %s: bad reference ${%s}", l.From, l.Key, ref)
+				ferr = refusal.Errorf("%s: %s: bad reference ${%s}", l.From, l.Key, ref)
 				return ""
 			}
 			if val, ok := values[vm[1]]; ok {
@@ -154,7 +155,7 @@ func (r Renderer) Render(service string) (string, error) {
 				return vm[3]
 			}
 			if ferr == nil {
-				ferr = fmt.Errorf("%s: %s needs a value for %s: set %s=... in %s", l.From, l.Key, vm[1], vm[1], valuesFile)
+				ferr = refusal.Errorf("%s: %s needs a value for %s: set %s=... in %s", l.From, l.Key, vm[1], vm[1], valuesFile)
 			}
 			return ""
 		})
@@ -162,7 +163,7 @@ func (r Renderer) Render(service string) (string, error) {
 			return "", fmt.Errorf("env of service %s: %w", service, ferr)
 		}
 		if strings.ContainsAny(v, "\n\r") {
-			return "", fmt.Errorf("env of service %s: %s: the value has a line break", service, l.Key)
+			return "", refusal.Errorf("env of service %s: %s: the value has a line break", service, l.Key)
 		}
 		fmt.Fprintf(&out, "%s=%s\n", l.Key, v)
 	}

@@ -17,15 +17,15 @@ import (
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/config"
 	"github.com/twinroot/twinroot/internal/grub"
-	"github.com/twinroot/twinroot/internal/manifest"
 	"github.com/twinroot/twinroot/internal/partition"
+	"github.com/twinroot/twinroot/internal/refusal"
 	"github.com/twinroot/twinroot/internal/stream"
 )
 
 // Errors callers act on.
 var (
-	ErrDiskMissing  = errors.New("disk not found")
-	ErrNotConfirmed = errors.New("not confirmed")
+	ErrDiskMissing  = refusal.New("disk not found")
+	ErrNotConfirmed = refusal.New("not confirmed")
 )
 
 // Options of an install.
@@ -131,7 +131,7 @@ func Install(ctx context.Context, o Options) (Result, error) {
 	}
 	if o.ExpectSHA256 != "" {
 		if !stream.Equal(o.ExpectSHA256, sum) {
-			return Result{}, fmt.Errorf("%w: image SHA-256 is %x, the manifest says %s; slot A is not bootable", manifest.ErrMismatch, sum, o.ExpectSHA256)
+			return Result{}, fmt.Errorf("%w: image SHA-256 is %x, the manifest says %s; slot A is not bootable", refusal.ErrMismatch, sum, o.ExpectSHA256)
 		}
 	}
 	if err := stream.Verify(disk, l.A.Start, info.Size, sum); err != nil {
@@ -199,7 +199,7 @@ func check(disk *os.File, o Options, info image.Info) (Plan, error) {
 		return Plan{}, fmt.Errorf("%s: %w", o.Disk, err)
 	}
 	if info.Size > l.A.Size {
-		return Plan{}, fmt.Errorf("%w: image is %d bytes (%.1f MiB), slot is %d MiB", manifest.ErrDoesNotFit, info.Size, float64(info.Size)/partition.MiB, l.A.Size/partition.MiB)
+		return Plan{}, fmt.Errorf("%w: image is %d bytes (%.1f MiB), slot is %d MiB", refusal.ErrDoesNotFit, info.Size, float64(info.Size)/partition.MiB, l.A.Size/partition.MiB)
 	}
 	return Plan{Disk: o.Disk, DiskSize: size, Layout: l, Image: info, Wipes: holdsData}, nil
 }

@@ -16,8 +16,8 @@ import (
 	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/grub"
-	"github.com/twinroot/twinroot/internal/manifest"
 	"github.com/twinroot/twinroot/internal/partition"
+	"github.com/twinroot/twinroot/internal/refusal"
 )
 
 const slotSize = 32 * partition.MiB
@@ -174,7 +174,7 @@ func TestInstallRefuses(t *testing.T) {
 		want    error
 		wantMsg string
 	}{
-		{"image larger than the slot", newDisk(t, partition.MinDiskSize(slotSize)), big, manifest.ErrDoesNotFit, "slot is 32 MiB"},
+		{"image larger than the slot", newDisk(t, partition.MinDiskSize(slotSize)), big, refusal.ErrDoesNotFit, "slot is 32 MiB"},
 		{"disk too small", newDisk(t, partition.MinDiskSize(slotSize)-partition.MiB), small, partition.ErrDiskTooSmall, "need at least"},
 		{"disk holds twinroot data", installed, small, partition.ErrHoldsData, installed},
 		{"not a squashfs", newDisk(t, partition.MinDiskSize(slotSize)), junk, image.ErrNotSquashfs, "bad magic"},
@@ -211,8 +211,8 @@ func TestInstallWrongHash(t *testing.T) {
 	disk := newDisk(t, partition.MinDiskSize(slotSize))
 	_, err := Install(context.Background(), Options{Disk: disk, Image: img, GrubDir: g, SlotSize: slotSize,
 		ExpectSHA256: strings.Repeat("ab", 32)})
-	if !errors.Is(err, manifest.ErrMismatch) {
-		t.Fatalf("Install = %v, want manifest.ErrMismatch", err)
+	if !errors.Is(err, refusal.ErrMismatch) {
+		t.Fatalf("Install = %v, want refusal.ErrMismatch", err)
 	}
 	// No boot state, no boot code: nothing boots slot A.
 	if _, err := bootstate.OpenDisk(disk); err == nil {

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,12 +16,13 @@ import (
 	"github.com/twinroot/twinroot/internal/config"
 	"github.com/twinroot/twinroot/internal/grub"
 	"github.com/twinroot/twinroot/internal/initramfs"
+	"github.com/twinroot/twinroot/internal/refusal"
 	"github.com/twinroot/twinroot/internal/release"
 )
 
 // ErrMissingInput is an input Build cannot find; its message names the
 // make target that prepares it.
-var ErrMissingInput = errors.New("missing input")
+var ErrMissingInput = refusal.New("missing input")
 
 // Options of an ISO build.
 type Options struct {

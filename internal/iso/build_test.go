@@ -15,6 +15,7 @@ import (
 	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/keys"
 	"github.com/twinroot/twinroot/internal/manifest"
+	"github.com/twinroot/twinroot/internal/refusal"
 	"github.com/twinroot/twinroot/internal/release"
 )
 
@@ -189,7 +190,7 @@ func TestBuildRefuses(t *testing.T) {
 	}{
 		{"unsigned", func(o *Options) { o.Release = f.bare }, ErrUnsigned, "updater sign"},
 		{"untrusted key", func(o *Options) { o.Release = f.release(t, "other", f.otherKey) }, manifest.ErrUntrustedKey, "the image trusts"},
-		{"corrupt image", func(o *Options) { o.Release = corrupt }, manifest.ErrMismatch, "slot.img"},
+		{"corrupt image", func(o *Options) { o.Release = corrupt }, refusal.ErrMismatch, "slot.img"},
 		{"no kernel", func(o *Options) { o.KernelDir = filepath.Join(f.dir, "nokernel") }, ErrMissingInput, "make kernel"},
 		{"no GRUB images", func(o *Options) { o.GrubDir = filepath.Join(f.dir, "nogrub") }, ErrMissingInput, "make grub"},
 		{"dynamic installer", func(o *Options) { o.Installer = "/bin/sh" }, ErrMissingInput, "CGO_ENABLED=0"},

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/twinroot/twinroot/internal/refusal"
 )
 
 // PEM block types and the one header of both key files.
@@ -32,13 +34,13 @@ const TrustedDir = "/usr/lib/twinroot/trusted"
 var (
 	// ErrInsecureKey: a private key file is readable or writable by group
 	// or others.
-	ErrInsecureKey = errors.New("private key file is accessible by group or others")
+	ErrInsecureKey = refusal.New("private key file is accessible by group or others")
 	// ErrMalformedKey: a key file is not in the format of this package.
-	ErrMalformedKey = errors.New("malformed key file")
+	ErrMalformedKey = refusal.New("malformed key file")
 	// ErrExists: Save refuses to overwrite an existing key file.
-	ErrExists = errors.New("key file exists")
+	ErrExists = refusal.New("key file exists")
 	// ErrNoTrustedKeys: a trusted key directory holds no public key.
-	ErrNoTrustedKeys = errors.New("no trusted public keys")
+	ErrNoTrustedKeys = refusal.New("no trusted public keys")
 )
 
 // ID returns the key id of an Ed25519 public key: the first 16 hex digits

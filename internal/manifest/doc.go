@@ -72,7 +72,7 @@
 //	  recorded floor)                                       ErrBelowMinSerial
 //	serial >= highest serial ever accepted                  ErrRollback
 //	version not recorded bad after a fallback               ErrBadVersion
-//	image.size <= slot size                                 ErrDoesNotFit
+//	image.size <= slot size                                 refusal.ErrDoesNotFit
 //
 // Signatures are checked before the manifest is parsed, so bytes no trusted
 // key signed never reach the manifest decoder. Whether the device is inside

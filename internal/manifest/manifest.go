@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/twinroot/twinroot/internal/refusal"
 )
 
 // Schema is the manifest schema this package reads and writes.
@@ -31,19 +33,17 @@ const (
 )
 
 // Errors callers act on, one per acceptance rule of Verify (each refusal
-// of Verify wraps exactly one), and ErrMismatch for CheckImage/CheckIndex.
+// of Verify wraps exactly one), and refusal.ErrMismatch for CheckImage/CheckIndex.
 var (
-	ErrMalformed      = errors.New("malformed manifest")
-	ErrBadSignature   = errors.New("bad signature")
-	ErrUntrustedKey   = errors.New("not signed by a trusted key")
-	ErrWrongChannel   = errors.New("wrong channel")
-	ErrExpired        = errors.New("manifest expired")
-	ErrNotNewer       = errors.New("not newer than the running release")
-	ErrBelowMinSerial = errors.New("serial below min_serial")
-	ErrRollback       = errors.New("rollback below the highest serial accepted")
-	ErrBadVersion     = errors.New("version recorded bad")
-	ErrDoesNotFit     = errors.New("image does not fit the slot")
-	ErrMismatch       = errors.New("artifact does not match the manifest")
+	ErrMalformed      = refusal.New("malformed manifest")
+	ErrBadSignature   = refusal.New("bad signature")
+	ErrUntrustedKey   = refusal.New("not signed by a trusted key")
+	ErrWrongChannel   = refusal.New("wrong channel")
+	ErrExpired        = refusal.New("manifest expired")
+	ErrNotNewer       = refusal.New("not newer than the running release")
+	ErrBelowMinSerial = refusal.New("serial below min_serial")
+	ErrRollback       = refusal.New("rollback below the highest serial accepted")
+	ErrBadVersion     = refusal.New("version recorded bad")
 )
 
 // Manifest is one release of a channel. See the package documentation for
@@ -339,10 +339,10 @@ func check(what string, r io.Reader, size int64, sum string) error {
 		return fmt.Errorf("hash %s: %w", what, err)
 	}
 	if size >= 0 && n != size {
-		return fmt.Errorf("%w: %s is %d bytes, manifest says %d", ErrMismatch, what, n, size)
+		return fmt.Errorf("%w: %s is %d bytes, manifest says %d", refusal.ErrMismatch, what, n, size)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
-		return fmt.Errorf("%w: %s has SHA-256 %s, manifest says %s", ErrMismatch, what, got, sum)
+		return fmt.Errorf("%w: %s has SHA-256 %s, manifest says %s", refusal.ErrMismatch, what, got, sum)
 	}
 	return nil
 }

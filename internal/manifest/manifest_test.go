@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/twinroot/twinroot/internal/keys"
+	"github.com/twinroot/twinroot/internal/refusal"
 )
 
 var now = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -140,7 +141,7 @@ func TestRules(t *testing.T) {
 		{"below recorded floor", good, func(p *Policy) { p.MinSerial = 12; p.RunningSerial = 3 }, ErrBelowMinSerial, "min_serial 12"},
 		{"rollback", good, func(p *Policy) { p.HighestSeen = 11 }, ErrRollback, "below serial 11 accepted before"},
 		{"version recorded bad", good, func(p *Policy) { p.BadVersions = []string{"1.3.9", "1.4.0"} }, ErrBadVersion, "1.4.0 failed its trial boot"},
-		{"image larger than the slot", good, func(p *Policy) { p.SlotSize = 400<<20 - 1 }, ErrDoesNotFit, "does not fit"},
+		{"image larger than the slot", good, func(p *Policy) { p.SlotSize = 400<<20 - 1 }, refusal.ErrDoesNotFit, "does not fit"},
 		{"malformed JSON", []byte(`{"manifest": "e30=", "signatures": [`), nil, ErrMalformed, "malformed"},
 		{"not an envelope", marshal(t, release()), nil, ErrMalformed, "unknown field"},
 		{"huge document", huge(t, good), nil, ErrMalformed, "limit 65536"},
@@ -176,7 +177,7 @@ func TestRules(t *testing.T) {
 }
 
 var allErrors = []error{ErrMalformed, ErrBadSignature, ErrUntrustedKey, ErrWrongChannel, ErrExpired,
-	ErrNotNewer, ErrBelowMinSerial, ErrRollback, ErrBadVersion, ErrDoesNotFit, ErrMismatch}
+	ErrNotNewer, ErrBelowMinSerial, ErrRollback, ErrBadVersion, refusal.ErrDoesNotFit, refusal.ErrMismatch}
 
 // TestFlippedByte flips every bit position's byte of the signed manifest
 // bytes in turn: none verifies.
@@ -224,17 +225,17 @@ func TestCheckArtifacts(t *testing.T) {
 	if err := m.CheckImage(strings.NewReader("image")); err != nil {
 		t.Errorf("CheckImage: %v", err)
 	}
-	if err := m.CheckImage(strings.NewReader("imagE")); !errors.Is(err, ErrMismatch) {
-		t.Errorf("CheckImage of other bytes: %v, want ErrMismatch", err)
+	if err := m.CheckImage(strings.NewReader("imagE")); !errors.Is(err, refusal.ErrMismatch) {
+		t.Errorf("CheckImage of other bytes: %v, want refusal.ErrMismatch", err)
 	}
-	if err := m.CheckImage(strings.NewReader("image!")); !errors.Is(err, ErrMismatch) {
-		t.Errorf("CheckImage of a longer image: %v, want ErrMismatch", err)
+	if err := m.CheckImage(strings.NewReader("image!")); !errors.Is(err, refusal.ErrMismatch) {
+		t.Errorf("CheckImage of a longer image: %v, want refusal.ErrMismatch", err)
 	}
 	if err := m.CheckIndex(strings.NewReader("index")); err != nil {
 		t.Errorf("CheckIndex: %v", err)
 	}
-	if err := m.CheckIndex(strings.NewReader("other")); !errors.Is(err, ErrMismatch) {
-		t.Errorf("CheckIndex of another index: %v, want ErrMismatch", err)
+	if err := m.CheckIndex(strings.NewReader("other")); !errors.Is(err, refusal.ErrMismatch) {
+		t.Errorf("CheckIndex of another index: %v, want refusal.ErrMismatch", err)
 	}
 }
 

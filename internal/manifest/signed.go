@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twinroot/twinroot/internal/keys"
+	"github.com/twinroot/twinroot/internal/refusal"
 )
 
 // Envelope is a signed manifest: the exact manifest bytes and the
@@ -120,7 +121,7 @@ type Policy struct {
 // (ErrExpired), serial > running (ErrNotNewer), serial >= min_serial of the
 // manifest and of the policy (ErrBelowMinSerial), serial >= highest
 // accepted (ErrRollback), version not bad (ErrBadVersion), image size <=
-// slot size (ErrDoesNotFit). Its error is one line naming the rule.
+// slot size (refusal.ErrDoesNotFit). Its error is one line naming the rule.
 func Verify(signed []byte, p Policy) (*Manifest, error) {
 	if p.Channel == "" {
 		return nil, errors.New("verify manifest: the policy names no channel")
@@ -161,7 +162,7 @@ func Verify(signed []byte, p Policy) (*Manifest, error) {
 	case slices.Contains(p.BadVersions, m.Version):
 		return nil, fmt.Errorf("%w: %s failed its trial boot here before; waiting for a newer version", ErrBadVersion, m.Version)
 	case p.SlotSize > 0 && m.Image.Size > p.SlotSize:
-		return nil, fmt.Errorf("%w: image of %s is %d bytes, the slot %d", ErrDoesNotFit, m.Version, m.Image.Size, p.SlotSize)
+		return nil, fmt.Errorf("%w: image of %s is %d bytes, the slot %d", refusal.ErrDoesNotFit, m.Version, m.Image.Size, p.SlotSize)
 	}
 	return m, nil
 }

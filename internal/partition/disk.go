@@ -2,21 +2,22 @@ package partition
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/twinroot/twinroot/internal/refusal"
 )
 
 // Errors of the disk choice.
 var (
-	ErrNoDisk      = errors.New("no suitable disk")
-	ErrBootMedium  = errors.New("disk is the boot medium")
-	ErrHoldsData   = errors.New("disk holds twinroot data")
-	ErrDiskMounted = errors.New("disk has mounted filesystems")
+	ErrNoDisk      = refusal.New("no suitable disk")
+	ErrBootMedium  = refusal.New("disk is the boot medium")
+	ErrHoldsData   = refusal.New("disk holds twinroot data")
+	ErrDiskMounted = refusal.New("disk has mounted filesystems")
 )
 
 // Disk is a whole disk seen in sysfs.

@@ -1,7 +1,6 @@
 package partition
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -10,6 +9,8 @@ import (
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/partition/gpt"
+
+	"github.com/twinroot/twinroot/internal/refusal"
 )
 
 // Sizes of the fixed parts of the layout.
@@ -41,8 +42,8 @@ const (
 
 // Errors callers act on.
 var (
-	ErrDiskTooSmall = errors.New("disk too small")
-	ErrNotTwinroot  = errors.New("not a twinroot disk")
+	ErrDiskTooSmall = refusal.New("disk too small")
+	ErrNotTwinroot  = refusal.New("not a twinroot disk")
 )
 
 // Slot names one of the two root slots.

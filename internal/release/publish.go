@@ -77,7 +77,7 @@ func Publish(ctx context.Context, st source.Store, o PublishOptions) (PublishRes
 	if cur != nil {
 		r.Previous = cur.Serial
 		if bare.Serial <= cur.Serial {
-			return r, refusal{manifest.ErrNotNewer, fmt.Sprintf("serial %d (version %s) is not above channel %s's current serial %d (version %s); nothing published",
+			return r, reworded{manifest.ErrNotNewer, fmt.Sprintf("serial %d (version %s) is not above channel %s's current serial %d (version %s); nothing published",
 				bare.Serial, bare.Version, o.Channel, cur.Serial, cur.Version)}
 		}
 	}
@@ -140,15 +140,15 @@ func Publish(ctx context.Context, st source.Store, o PublishOptions) (PublishRes
 	return r, nil
 }
 
-// refusal is an error with its own message that still matches a sentinel
+// reworded is an error with its own message that still matches a sentinel
 // with errors.Is.
-type refusal struct {
+type reworded struct {
 	sentinel error
 	msg      string
 }
 
-func (r refusal) Error() string { return r.msg }
-func (r refusal) Unwrap() error { return r.sentinel }
+func (r reworded) Error() string { return r.msg }
+func (r reworded) Unwrap() error { return r.sentinel }
 
 // unsignedManifest reads a bare or signed manifest without verifying it,
 // for the publisher's own checks.

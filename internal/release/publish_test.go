@@ -16,6 +16,7 @@ import (
 	"github.com/twinroot/twinroot/internal/chunk"
 	"github.com/twinroot/twinroot/internal/keys"
 	"github.com/twinroot/twinroot/internal/manifest"
+	"github.com/twinroot/twinroot/internal/refusal"
 	"github.com/twinroot/twinroot/internal/s3test"
 	"github.com/twinroot/twinroot/internal/source"
 )
@@ -181,7 +182,7 @@ func TestVerifyFindsTampering(t *testing.T) {
 	}
 	undo()
 	undo = flip(filepath.Join(dir, "stable/1.0.0/chunks.idx"), 40)
-	if _, err := Verify(context.Background(), st, VerifyOptions{Channel: "stable", Trusted: f.ring}); !errors.Is(err, manifest.ErrMismatch) || !strings.Contains(err.Error(), "chunks.idx") {
+	if _, err := Verify(context.Background(), st, VerifyOptions{Channel: "stable", Trusted: f.ring}); !errors.Is(err, refusal.ErrMismatch) || !strings.Contains(err.Error(), "chunks.idx") {
 		t.Errorf("Verify of a flipped index byte = %v, want ErrMismatch naming chunks.idx", err)
 	}
 	undo()

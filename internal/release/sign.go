@@ -12,6 +12,7 @@ import (
 	"github.com/twinroot/twinroot/internal/atomicfile"
 	"github.com/twinroot/twinroot/internal/keys"
 	"github.com/twinroot/twinroot/internal/manifest"
+	"github.com/twinroot/twinroot/internal/refusal"
 )
 
 // SignDir signs DIR/manifest.json for channel, valid for ttl from now, after
@@ -61,7 +62,7 @@ func CheckDir(ctx context.Context, dir string, m *manifest.Manifest) error {
 	}
 	fi, err := os.Stat(filepath.Join(dir, manifest.ImageObject))
 	if err == nil && fi.Size() != m.Image.CompressedSize {
-		return fmt.Errorf("%s: %w: %d bytes, manifest says compressed_size %d", manifest.ImageObject, manifest.ErrMismatch, fi.Size(), m.Image.CompressedSize)
+		return fmt.Errorf("%s: %w: %d bytes, manifest says compressed_size %d", manifest.ImageObject, refusal.ErrMismatch, fi.Size(), m.Image.CompressedSize)
 	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/twinroot/twinroot/internal/chunk"
 	"github.com/twinroot/twinroot/internal/keys"
 	"github.com/twinroot/twinroot/internal/manifest"
+	"github.com/twinroot/twinroot/internal/refusal"
 	"github.com/twinroot/twinroot/internal/source"
 )
 
@@ -61,7 +62,7 @@ func Verify(ctx context.Context, src source.Source, o VerifyOptions) (VerifyResu
 	}
 	r.Fetched += int64(len(ib))
 	if sum := sha256.Sum256(ib); hex.EncodeToString(sum[:]) != m.Index.SHA256 {
-		return r, fmt.Errorf("%s: %w: SHA-256 %x, manifest says %s", idxKey, manifest.ErrMismatch, sum, m.Index.SHA256)
+		return r, fmt.Errorf("%s: %w: SHA-256 %x, manifest says %s", idxKey, refusal.ErrMismatch, sum, m.Index.SHA256)
 	}
 	idx, err := chunk.ParseIndex(ib)
 	if err != nil {
@@ -69,7 +70,7 @@ func Verify(ctx context.Context, src source.Source, o VerifyOptions) (VerifyResu
 	}
 	if idx.Size != m.Image.Size || idx.CompressedSize != m.Image.CompressedSize {
 		return r, fmt.Errorf("%s: %w: index describes %d raw / %d compressed bytes, manifest says %d / %d",
-			idxKey, manifest.ErrMismatch, idx.Size, idx.CompressedSize, m.Image.Size, m.Image.CompressedSize)
+			idxKey, refusal.ErrMismatch, idx.Size, idx.CompressedSize, m.Image.Size, m.Image.CompressedSize)
 	}
 	objKey := path.Join(o.Channel, m.Image.Key)
 	body, _, err := src.Get(ctx, objKey, "")
@@ -99,7 +100,7 @@ func Verify(ctx context.Context, src source.Source, o VerifyOptions) (VerifyResu
 		return r, fmt.Errorf("%s: %w: %d bytes past the last chunk", objKey, chunk.ErrCorrupt, n)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != m.Image.SHA256 {
-		return r, fmt.Errorf("%s: %w: image SHA-256 %s, manifest says %s", objKey, manifest.ErrMismatch, got, m.Image.SHA256)
+		return r, fmt.Errorf("%s: %w: image SHA-256 %s, manifest says %s", objKey, refusal.ErrMismatch, got, m.Image.SHA256)
 	}
 	return r, nil
 }

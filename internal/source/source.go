@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"path"
 	"strings"
+
+	"github.com/twinroot/twinroot/internal/refusal"
 )
 
 // Sentinel errors callers act on; check them with errors.Is.
@@ -20,10 +22,10 @@ var (
 	ErrNotModified = errors.New("not modified")
 	// ErrExists: a create-only write found the key already present; the
 	// stored object was left as it was.
-	ErrExists = errors.New("already exists, left unchanged")
+	ErrExists = refusal.New("already exists, left unchanged")
 	// ErrChanged: a compare-and-swap write found the object changed since
 	// it was read (another publisher); the stored object was left as it was.
-	ErrChanged = errors.New("changed since it was read, left unchanged")
+	ErrChanged = refusal.New("changed since it was read, left unchanged")
 	// ErrRange: a range read asked for bytes past the end of the object.
 	ErrRange = errors.New("range past the end of the object")
 	// ErrReadOnly: the URL names a read-only source (https) where a store

@@ -3,17 +3,19 @@ package stream
 import (
 	"context"
 	"crypto/subtle"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 
 	"github.com/minio/sha256-simd"
 	"golang.org/x/sys/unix"
+
+	"github.com/twinroot/twinroot/internal/refusal"
 )
 
-// ErrMismatch is returned when a region does not read back as expected.
-var ErrMismatch = errors.New("SHA-256 mismatch")
+// ErrMismatch is returned when a region does not read back as expected:
+// refusal.ErrMismatch, bytes that differ from what was signed.
+var ErrMismatch = refusal.ErrMismatch
 
 // BufSize is the copy unit.
 const BufSize = 4 << 20
