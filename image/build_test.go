@@ -184,14 +184,21 @@ func TestReadBakedFiles(t *testing.T) {
 	}
 	f, _ := os.Open(out)
 	defer f.Close()
-	files, err := ReadDirFiles(f, 0, info.Size, TrustedDir)
+	img, err := OpenFiles(f, 0, info.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := img.DirFiles(TrustedDir)
 	if err != nil || len(files) != 2 || string(files["a.pub"]) != "A" || string(files["b.pub"]) != "B" {
-		t.Errorf("ReadDirFiles = %v, %v", files, err)
+		t.Errorf("DirFiles = %v, %v", files, err)
 	}
-	if n, err := ReadSerial(f, 0, info.Size); err != nil || n != 30 {
-		t.Errorf("ReadSerial = %d, %v", n, err)
+	if n, err := img.Serial(); err != nil || n != 30 {
+		t.Errorf("Serial = %d, %v", n, err)
 	}
-	if files, err := ReadDirFiles(f, 0, info.Size, "/no/such"); err != nil || len(files) != 0 {
-		t.Errorf("ReadDirFiles(missing) = %v, %v", files, err)
+	if files, err := img.DirFiles("/no/such"); err != nil || len(files) != 0 {
+		t.Errorf("DirFiles(missing) = %v, %v", files, err)
+	}
+	if _, err := ReadSlot(f, 0, info.Size); err == nil {
+		t.Error("ReadSlot of an image trusting two malformed keys succeeded")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/squashfs"
 
+	"github.com/twinroot/twinroot/internal/keys"
 	"github.com/twinroot/twinroot/internal/refusal"
 )
 
@@ -78,7 +79,9 @@ func Open(path string) (*os.File, Info, error) {
 		f.Close()
 		return nil, Info{}, fmt.Errorf("%s: %w: zstd squashfs cannot be read by GRUB 2.06; build with xz or gzip", path, ErrNotSquashfs)
 	}
-	info.Version, _ = ReadVersion(f, 0, info.Size)
+	if files, err := OpenFiles(f, 0, info.Size); err == nil {
+		info.Version, _ = files.Version()
+	}
 	return f, info, nil
 }
 
@@ -151,40 +154,43 @@ func (f *Files) Serial() (uint64, error) {
 	return n, nil
 }
 
-// ReadFile reads one file from the squashfs image at [off, off+size) of r.
-func ReadFile(r *os.File, off, size int64, name string) ([]byte, error) {
-	f, err := OpenFiles(r, off, size)
-	if err != nil {
-		return nil, err
-	}
-	return f.ReadFile(name)
+// Slot is what the image in a slot says about itself: the one reader of a
+// slot's version, serial and trusted keys, shared by the device's status,
+// the installer's inspect, the boot and the check.
+type Slot struct {
+	Info
+	Serial uint64 `json:"serial"`
+	// Keys are the IDs of the public keys in TrustedDir, sorted.
+	Keys    []string  `json:"trusted_keys"`
+	Trusted keys.Ring `json:"-"`
 }
 
-// ReadDirFiles reads every regular file of one directory of the squashfs
-// image at [off, off+size) of r, by name; a missing directory gives an
-// empty map.
-func ReadDirFiles(r *os.File, off, size int64, dir string) (map[string][]byte, error) {
-	f, err := OpenFiles(r, off, size)
+// ReadSlot reads the image at off in r, at most limit bytes (the slot's
+// size): its superblock, version, serial and trusted keys. An image without
+// a version file reads as version ""; a serial or key file that does not
+// parse is an error.
+func ReadSlot(r *os.File, off, limit int64) (Slot, error) {
+	info, err := Probe(r, off)
 	if err != nil {
-		return nil, err
+		return Slot{}, err
 	}
-	return f.DirFiles(dir)
-}
-
-// ReadSerial returns /etc/twinroot/serial of the image at off in r.
-func ReadSerial(r *os.File, off, size int64) (uint64, error) {
-	f, err := OpenFiles(r, off, size)
+	info.Size = min(info.Size, limit)
+	files, err := OpenFiles(r, off, info.Size)
 	if err != nil {
-		return 0, nil
+		return Slot{}, err
 	}
-	return f.Serial()
-}
-
-// ReadVersion returns /etc/twinroot/version of the image at off in r.
-func ReadVersion(r *os.File, off, size int64) (string, error) {
-	f, err := OpenFiles(r, off, size)
+	s := Slot{Info: info}
+	s.Version, _ = files.Version()
+	if s.Serial, err = files.Serial(); err != nil {
+		return Slot{}, err
+	}
+	pubs, err := files.DirFiles(TrustedDir)
 	if err != nil {
-		return "", err
+		return Slot{}, err
 	}
-	return f.Version()
+	if s.Trusted, err = keys.ParseTrusted(TrustedDir, pubs); err != nil {
+		return Slot{}, err
+	}
+	s.Keys = s.Trusted.IDs()
+	return s, nil
 }

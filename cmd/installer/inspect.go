@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -39,7 +40,7 @@ type inspection struct {
 	Disk   string                 `json:"disk"`
 	Layout partition.Layout       `json:"layout"`
 	State  bootstate.State        `json:"boot_state"`
-	Slots  map[string]*image.Info `json:"slots"`
+	Slots  map[string]*image.Slot `json:"slots"`
 }
 
 func runInspect(o inspectOptions, w io.Writer) error {
@@ -64,12 +65,11 @@ func runInspect(o inspectOptions, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	in := inspection{Disk: o.disk, Layout: l, State: st, Slots: map[string]*image.Info{}}
+	in := inspection{Disk: o.disk, Layout: l, State: st, Slots: map[string]*image.Slot{}}
 	for _, s := range []partition.Slot{partition.A, partition.B} {
 		p := l.Slot(s)
-		if info, err := image.Probe(f, p.Start); err == nil {
-			info.Version, _ = image.ReadVersion(f, p.Start, min(info.Size, p.Size))
-			in.Slots[string(s)] = &info
+		if img, err := image.ReadSlot(f, p.Start, p.Size); err == nil {
+			in.Slots[string(s)] = &img
 		}
 	}
 	if o.out.JSON() {
@@ -87,7 +87,7 @@ func runInspect(o inspectOptions, w io.Writer) error {
 	for _, s := range []string{"a", "b"} {
 		desc := "no image"
 		if i := in.Slots[s]; i != nil {
-			desc = fmt.Sprintf("version %q, %s squashfs, %d bytes", i.Version, i.Compression, i.Size)
+			desc = fmt.Sprintf("version %q (serial %d), %s squashfs, %d bytes, trusts %s", i.Version, i.Serial, i.Compression, i.Size, strings.Join(i.Keys, " "))
 		}
 		fmt.Fprintf(tw, "slot %s\t%s\t%s\n", s, st.Of(partition.Slot(s)), desc)
 	}

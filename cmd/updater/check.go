@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/agent"
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/cli"
@@ -55,9 +56,10 @@ func sourceOptions(cfg *config.Config) source.Options {
 // newChecker reads what the running slot trusts and opens the config's
 // source.
 func newChecker(ctx context.Context, d *bootstate.Disk, running bootstate.Slot, cfg *config.Config, st state.Store) (*agent.Checker, source.Source, error) {
-	rel, err := agent.RunningRelease(d, running)
+	p := d.Layout.Slot(running)
+	rel, err := image.ReadSlot(d.File, p.Start, p.Size)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("running slot %s: %w", running, err)
 	}
 	src, err := source.Open(ctx, cfg.Source, sourceOptions(cfg))
 	if err != nil {

@@ -95,11 +95,8 @@ func runStatus(o statusOptions, w io.Writer) error {
 		ss := slotStatus{State: st.Of(slot), Running: slot == running, Committed: slot == st.Committed, Trial: slot == st.Trial}
 		if ss.State != bootstate.Empty && ss.State != bootstate.Writing {
 			p := d.Layout.Slot(slot)
-			if info, err := image.Probe(d.File, p.Start); err == nil {
-				if f, err := image.OpenFiles(d.File, p.Start, min(info.Size, p.Size)); err == nil {
-					ss.Version, _ = f.Version()
-					ss.Serial, _ = f.Serial()
-				}
+			if img, err := image.ReadSlot(d.File, p.Start, p.Size); err == nil {
+				ss.Version, ss.Serial = img.Version, img.Serial
 			}
 		}
 		s.Slots[string(slot)] = ss

@@ -117,14 +117,10 @@ func (b *Boot) recordBad(slot bootstate.Slot) error {
 		return nil
 	}
 	p := b.Disk.Layout.Slot(slot)
-	info, err := image.Probe(b.Disk.File, p.Start)
-	if err != nil {
+	img, err := image.ReadSlot(b.Disk.File, p.Start, p.Size)
+	if err != nil || img.Version == "" {
 		return nil // nothing readable to remember
 	}
-	version, err := image.ReadVersion(b.Disk.File, p.Start, min(info.Size, p.Size))
-	if err != nil || version == "" {
-		return nil
-	}
-	_, err = b.State.Update(func(s *state.State) { s.MarkBad(version) })
+	_, err = b.State.Update(func(s *state.State) { s.MarkBad(img.Version) })
 	return err
 }

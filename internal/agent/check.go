@@ -12,8 +12,6 @@ import (
 
 	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/atomicfile"
-	"github.com/twinroot/twinroot/internal/bootstate"
-	"github.com/twinroot/twinroot/internal/keys"
 	"github.com/twinroot/twinroot/internal/manifest"
 	"github.com/twinroot/twinroot/internal/source"
 	"github.com/twinroot/twinroot/internal/state"
@@ -26,46 +24,11 @@ const (
 	CheckRefused   = "refused"          // the channel's release breaks a rule (reason says which)
 )
 
-// Release is what the running slot's image says about itself.
-type Release struct {
-	Version string
-	Serial  uint64
-	Trusted keys.Ring
-}
-
-// RunningRelease reads the version, serial and trusted keys baked into the
-// image in slot of the disk: the same on a live system and on a disk file.
-func RunningRelease(d *bootstate.Disk, slot bootstate.Slot) (Release, error) {
-	p := d.Layout.Slot(slot)
-	info, err := image.Probe(d.File, p.Start)
-	if err != nil {
-		return Release{}, fmt.Errorf("slot %s: %w", slot, err)
-	}
-	size := min(info.Size, p.Size)
-	files, err := image.OpenFiles(d.File, p.Start, size)
-	if err != nil {
-		return Release{}, fmt.Errorf("slot %s: %w", slot, err)
-	}
-	var r Release
-	r.Version, _ = files.Version()
-	if r.Serial, err = files.Serial(); err != nil {
-		return Release{}, fmt.Errorf("slot %s: %w", slot, err)
-	}
-	trusted, err := files.DirFiles(image.TrustedDir)
-	if err != nil {
-		return Release{}, fmt.Errorf("slot %s: %w", slot, err)
-	}
-	if r.Trusted, err = keys.ParseTrusted(image.TrustedDir, trusted); err != nil {
-		return Release{}, fmt.Errorf("slot %s: %w", slot, err)
-	}
-	return r, nil
-}
-
 // Checker looks at the release channel.
 type Checker struct {
 	Source   source.Source
 	Channel  string
-	Running  Release
+	Running  image.Slot
 	SlotSize int64
 	State    state.Store
 	Now      func() time.Time

@@ -52,7 +52,7 @@ func TestCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	stateDir := filepath.Join(t.TempDir(), "state")
-	c := Checker{Source: src, Channel: "stable", Running: Release{Version: "1.0.0", Serial: 10, Trusted: ring}, SlotSize: 64 << 20, State: state.Store{Dir: stateDir}}
+	c := Checker{Source: src, Channel: "stable", Running: image.Slot{Info: image.Info{Version: "1.0.0"}, Serial: 10, Trusted: ring}, SlotSize: 64 << 20, State: state.Store{Dir: stateDir}}
 	r, err := c.Check(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -69,12 +69,12 @@ func TestCheck(t *testing.T) {
 	if st.HighestSerial != 11 || st.LastCheck == nil || st.LastCheck.Outcome != CheckAvailable {
 		t.Errorf("state = %+v", st)
 	}
-	c.Running = Release{Version: "1.1.0", Serial: 11, Trusted: ring}
+	c.Running = image.Slot{Info: image.Info{Version: "1.1.0"}, Serial: 11, Trusted: ring}
 	if r, err := c.Check(context.Background()); err != nil || r.Outcome != CheckUpToDate {
 		t.Errorf("check from 1.1.0 = %+v, %v; want up-to-date", r, err)
 	}
 	// A version that failed here is refused, and reported once.
-	c.Running = Release{Version: "1.0.0", Serial: 10, Trusted: ring}
+	c.Running = image.Slot{Info: image.Info{Version: "1.0.0"}, Serial: 10, Trusted: ring}
 	c.State.Update(func(s *state.State) { s.MarkBad("1.1.0") })
 	r, err = c.Check(context.Background())
 	if err != nil || r.Outcome != CheckRefused || !strings.Contains(r.Reason, "failed its trial boot") || !r.FirstReport {

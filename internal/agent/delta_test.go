@@ -58,7 +58,7 @@ func TestDeltaApply(t *testing.T) {
 	if _, err := release.Publish(ctx, store, release.PublishOptions{Dir: v2, Channel: "stable", Signers: []*keys.PrivateKey{k}, TTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	rel, err := RunningRelease(d, partition.A)
+	rel, err := readSlot(d, partition.A)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestDeltaApply(t *testing.T) {
 	if !slotEquals(t, d, partition.B, v2) {
 		t.Error("slot B differs from the published image")
 	}
-	if b, err := RunningRelease(d, partition.B); err != nil || b.Version != "1.1.0" {
+	if b, err := readSlot(d, partition.B); err != nil || b.Version != "1.1.0" {
 		t.Errorf("slot B reads as %+v, %v; want 1.1.0", b, err)
 	}
 }

@@ -154,7 +154,7 @@ func TestFaultProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rel, err := RunningRelease(d, partition.A)
+	rel, err := readSlot(d, partition.A)
 	if err != nil {
 		t.Fatal(err)
 	}

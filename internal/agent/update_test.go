@@ -67,7 +67,7 @@ func TestUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	rel, err := RunningRelease(d, partition.A)
+	rel, err := readSlot(d, partition.A)
 	if err != nil || rel.Version != "1.0.0" || rel.Serial != 1 || len(rel.Trusted) != 1 {
 		t.Fatalf("RunningRelease = %+v, %v", rel, err)
 	}
@@ -119,4 +119,9 @@ func TestUpdate(t *testing.T) {
 	if cr, err := ck.Check(ctx); err != nil || cr.Outcome != CheckRefused || !bytes.Contains([]byte(cr.Reason), []byte("failed its trial boot")) {
 		t.Errorf("Check after the failed trial = %+v, %v", cr, err)
 	}
+}
+
+func readSlot(d *bootstate.Disk, s bootstate.Slot) (image.Slot, error) {
+	p := d.Layout.Slot(s)
+	return image.ReadSlot(d.File, p.Start, p.Size)
 }

@@ -133,8 +133,8 @@ func TestInstall(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Error("slot A differs from the image")
 	}
-	if v, err := image.ReadVersion(f, l.A.Start, int64(len(want))); err != nil || v != "1.0.0" {
-		t.Errorf("version in slot A = %q, %v", v, err)
+	if img, err := image.ReadSlot(f, l.A.Start, int64(len(want))); err != nil || img.Version != "1.0.0" {
+		t.Errorf("version in slot A = %q, %v", img.Version, err)
 	}
 	d, err := bootstate.OpenDisk(disk)
 	if err != nil {
