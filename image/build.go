@@ -30,6 +30,10 @@ const (
 	SerialFile  = "/etc/twinroot/serial"
 )
 
+// BootFiles are what GRUB loads from a slot: without them the slot boots
+// nothing.
+var BootFiles = []string{"/boot/vmlinuz", "/boot/initrd.img"}
+
 // ErrNoKernel is returned for a root without /boot/vmlinuz or /boot/initrd.img.
 var ErrNoKernel = refusal.New("root has no kernel")
 
@@ -63,9 +67,9 @@ func Build(ctx context.Context, o BuildOptions) (Info, error) {
 			return Info{}, err
 		}
 	}
-	for _, f := range []string{"boot/vmlinuz", "boot/initrd.img"} {
+	for _, f := range BootFiles {
 		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
-			return Info{}, fmt.Errorf("%w: /%s missing in %s", ErrNoKernel, f, o.Rootfs+o.OCI)
+			return Info{}, fmt.Errorf("%w: %s missing in %s", ErrNoKernel, f, o.Rootfs+o.OCI)
 		}
 	}
 	tmp, err := os.MkdirTemp("", "twinroot-build-")

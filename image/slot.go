@@ -109,6 +109,16 @@ func (f *Files) ReadFile(name string) ([]byte, error) {
 	return io.ReadAll(fh)
 }
 
+// Has reports whether the image holds name (a file or a directory).
+func (f *Files) Has(name string) bool {
+	fh, err := f.fs.OpenFile(strings.TrimPrefix(name, "/"), os.O_RDONLY)
+	if err != nil {
+		return false
+	}
+	fh.Close()
+	return true
+}
+
 // DirFiles reads every regular file of one directory, by name; a missing
 // directory gives an empty map.
 func (f *Files) DirFiles(dir string) (map[string][]byte, error) {

@@ -21,7 +21,6 @@ import (
 
 	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/image/examples/minimal"
-	"github.com/twinroot/twinroot/internal/agent"
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/chunk"
 	"github.com/twinroot/twinroot/internal/fetch"
@@ -29,6 +28,7 @@ import (
 	"github.com/twinroot/twinroot/internal/release"
 	"github.com/twinroot/twinroot/internal/s3test"
 	"github.com/twinroot/twinroot/internal/source"
+	"github.com/twinroot/twinroot/internal/state"
 	"github.com/twinroot/twinroot/qemu"
 	"github.com/twinroot/twinroot/qemu/lab"
 )
@@ -430,7 +430,7 @@ func statusAfterCut(t *testing.T, l *lab.Lab, disk string) (hostStatus, fetch.St
 	if err := json.Unmarshal(b, &s); err != nil {
 		t.Fatalf("updater status JSON: %v\n%s", err, b)
 	}
-	j, err := fetch.FileJournal{Path: filepath.Join(dir, "state", agent.JournalFile)}.Load()
+	j, err := fetch.FileJournal{Path: filepath.Join(dir, "state", state.JournalFile)}.Load()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -11,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/twinroot/twinroot/image"
-	"github.com/twinroot/twinroot/internal/agent"
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/cli"
 	"github.com/twinroot/twinroot/internal/config"
@@ -161,7 +159,7 @@ func (o statusOptions) addState(s *status, l partition.Layout) {
 		return
 	}
 	s.LastCheck, s.BadVersions, s.HighestSerial = st.LastCheck, st.BadVersions, st.HighestSerial
-	j, err := fetch.FileJournal{Path: filepath.Join(dir, agent.JournalFile)}.Load()
+	j, err := fetch.FileJournal{Path: state.Store{Dir: dir}.Path(state.JournalFile)}.Load()
 	if err != nil || j.Size == 0 {
 		return
 	}

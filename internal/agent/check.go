@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"path/filepath"
 	"time"
 
 	"github.com/twinroot/twinroot/image"
@@ -47,10 +46,6 @@ type CheckResult struct {
 	Signed      []byte `json:"-"`
 }
 
-// cachedLatest is the last latest.json body, kept beside the state so a
-// conditional GET answered "not modified" can be judged again.
-const cachedLatest = "latest.json"
-
 // Check fetches latest.json (conditionally), verifies it against every
 // acceptance rule and records the outcome.
 func (c *Checker) Check(ctx context.Context) (CheckResult, error) {
@@ -64,7 +59,7 @@ func (c *Checker) Check(ctx context.Context) (CheckResult, error) {
 	}
 	r := CheckResult{Running: c.Running.Version}
 	key := path.Join(c.Channel, manifest.Latest)
-	cache := filepath.Join(c.State.Dir, cachedLatest)
+	cache := c.State.Path(state.LatestFile)
 	etag := st.LatestETag
 	if _, err := os.Stat(cache); err != nil {
 		etag = ""

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -45,7 +44,7 @@ func Verify(ctx context.Context, src source.Source, o VerifyOptions) (VerifyResu
 	if o.Version != "" {
 		key = path.Join(o.Channel, o.Version, manifest.File)
 	}
-	mb, err := fetch(ctx, src, key, manifest.DefaultMaxSize+1)
+	mb, err := get(ctx, src, key, manifest.DefaultMaxSize+1)
 	if err != nil {
 		return r, err
 	}
@@ -56,21 +55,14 @@ func Verify(ctx context.Context, src source.Source, o VerifyOptions) (VerifyResu
 	}
 	r.Manifest = m
 	idxKey := path.Join(o.Channel, m.Index.Key)
-	ib, err := fetch(ctx, src, idxKey, 64<<20)
+	ib, err := get(ctx, src, idxKey, maxIndex)
 	if err != nil {
 		return r, err
 	}
 	r.Fetched += int64(len(ib))
-	if sum := sha256.Sum256(ib); hex.EncodeToString(sum[:]) != m.Index.SHA256 {
-		return r, fmt.Errorf("%s: %w: SHA-256 %x, manifest says %s", idxKey, refusal.ErrMismatch, sum, m.Index.SHA256)
-	}
-	idx, err := chunk.ParseIndex(ib)
+	idx, err := CheckIndex(ib, m)
 	if err != nil {
 		return r, fmt.Errorf("%s: %w", idxKey, err)
-	}
-	if idx.Size != m.Image.Size || idx.CompressedSize != m.Image.CompressedSize {
-		return r, fmt.Errorf("%s: %w: index describes %d raw / %d compressed bytes, manifest says %d / %d",
-			idxKey, refusal.ErrMismatch, idx.Size, idx.CompressedSize, m.Image.Size, m.Image.CompressedSize)
 	}
 	objKey := path.Join(o.Channel, m.Image.Key)
 	body, _, err := src.Get(ctx, objKey, "")
@@ -103,20 +95,4 @@ func Verify(ctx context.Context, src source.Source, o VerifyOptions) (VerifyResu
 		return r, fmt.Errorf("%s: %w: image SHA-256 %s, manifest says %s", objKey, refusal.ErrMismatch, got, m.Image.SHA256)
 	}
 	return r, nil
-}
-
-func fetch(ctx context.Context, src source.Source, key string, limit int64) ([]byte, error) {
-	body, _, err := src.Get(ctx, key, "")
-	if errors.Is(err, source.ErrNotFound) {
-		return nil, fmt.Errorf("%s: %w", key, err)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", key, err)
-	}
-	defer body.Close()
-	b, err := io.ReadAll(io.LimitReader(body, limit))
-	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", key, err)
-	}
-	return b, nil
 }

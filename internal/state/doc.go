@@ -1,6 +1,18 @@
-// Package state is the updater's memory on the data partition, kept across
-// boots and versions in one JSON file, StateDir/state.json, replaced
-// atomically:
+// Package state owns the updater's state directory on the data partition
+// (state_dir of device.yaml, /data/twinroot by default): what the updater
+// remembers across boots and versions. It holds four kinds of file:
+//
+//	state.json     what the updater remembers (below)
+//	journal.json   progress of the slot being written (format: package fetch)
+//	slot-a.idx     the chunk index slot a was written from (format: package
+//	slot-b.idx     chunk), so the next apply need not scan the running slot
+//	latest.json    the last latest.json the channel served, judged again
+//	               when a conditional GET answers "not modified"
+//
+// Each is replaced atomically. The journal and the slot indexes are hints:
+// one that belongs to another disk or release is discarded, never trusted
+// (every chunk copied or resumed is hashed against the signed index) and
+// never an error. state.json is one JSON object:
 //
 //	{
 //	  "highest_serial": 12,            // highest serial ever accepted (anti-rollback)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twinroot/twinroot/internal/atomicfile"
+	"github.com/twinroot/twinroot/internal/chunk"
 )
 
 // FileName of the state in its directory.
@@ -90,3 +91,53 @@ func (st Store) Update(f func(*State)) (State, error) {
 	f(&s)
 	return s, st.Save(s)
 }
+
+// Files of the directory besides state.json (see the package comment).
+const (
+	JournalFile = "journal.json"
+	LatestFile  = "latest.json"
+	slotIndex   = "slot-%s.idx"
+)
+
+// Path is the path of one of the directory's files.
+func (st Store) Path(name string) string { return filepath.Join(st.Dir, name) }
+
+// SlotIndex is the chunk index slot was written from, or nil when none is
+// kept or it does not parse.
+func (st Store) SlotIndex(slot string) *chunk.Index {
+	b, err := os.ReadFile(st.Path(fmt.Sprintf(slotIndex, slot)))
+	if err != nil {
+		return nil
+	}
+	idx, err := chunk.ParseIndex(b)
+	if err != nil {
+		return nil
+	}
+	return idx
+}
+
+// SaveSlotIndex records the index slot was written from.
+func (st Store) SaveSlotIndex(slot string, idx *chunk.Index) error {
+	b, err := idx.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(st.Dir, 0o755); err != nil {
+		return fmt.Errorf("updater state: %w", err)
+	}
+	return atomicfile.Write(st.Path(fmt.Sprintf(slotIndex, slot)), b, 0o644)
+}
+
+// DropSlotIndex forgets the index of slot: called before its first byte is
+// overwritten.
+func (st Store) DropSlotIndex(slot string) error {
+	err := os.Remove(st.Path(fmt.Sprintf(slotIndex, slot)))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("updater state: %w", err)
+	}
+	return nil
+}
+
+// SlotIndexName is the file name of slot's index in the directory, for an
+// installer that seeds the directory.
+func SlotIndexName(slot string) string { return fmt.Sprintf(slotIndex, slot) }
