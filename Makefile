@@ -112,9 +112,15 @@ test-short: deps grub s3-servers vet
 # of a plain bundle of the same image (local file and http from MinIO), peak
 # RSS for 512 MiB and 2 GiB, bytes of a no-change check.
 # APPLY_BENCH_FLAGS="-sizes 512" skips the 2 GiB image; "-o json" for machines.
+# Then the delta (root: dpkg in a chroot): the bytes a device fetches for two
+# updates of a real Debian 13 root beside casync's and the changed files' xz
+# size; roots and images cached in build/delta (about 5 minutes the first
+# time, under a minute after). DELTA_BENCH_FLAGS="-o json" for machines.
 bench: deps s3-servers
+	@command -v casync >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq casync
 	$(GO) run ./bench/release $(BENCH_FLAGS)
 	$(GO) run ./bench/apply $(APPLY_BENCH_FLAGS)
+	$(GO) run ./bench/delta $(DELTA_BENCH_FLAGS)
 
 clean:
 	rm -rf $(BUILD)
