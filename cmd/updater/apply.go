@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/twinroot/twinroot/internal/agent"
-	"github.com/twinroot/twinroot/internal/apply"
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/cli"
 	"github.com/twinroot/twinroot/internal/config"
@@ -21,7 +20,8 @@ type applyOptions struct {
 	dev      cli.Device
 	cfg      deviceConfig
 	out      cli.Output
-	opts     apply.Options
+	from     string
+	tries    int
 	reboot   string
 	readBack bool
 }
@@ -42,13 +42,17 @@ back and checked again), and only then is the slot armed for a trial boot.
 The reboot follows the config's policy (now, in the
 maintenance window, or at the next boot), or --reboot.
 
-With --image, a local slot image (air-gapped media) is written and armed
-the same way, without the channel.
+With --from, the release comes from local media instead of the channel's
+store: a build output directory of updater build (signed with updater
+sign), a directory holding a channel's layout (<channel>/latest.json), or
+any source URL. It passes the same rules (signature by a key the running
+image trusts, the config's channel, expiry, serial, bad versions, size) and
+takes the same journaled, resumable, delta path.
 
 ` + cli.ExitCodesHelp,
 		Example: `  updater apply
   updater apply --reboot next-boot
-  updater apply --image /media/usb/slot.img --tries 1 && reboot
+  updater apply --from /media/usb/release --reboot now
   updater apply --disk disk.img --running-slot a --config device.yaml --state-dir state/`,
 		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return runApply(c, o, c.OutOrStdout()) },
@@ -57,9 +61,8 @@ the same way, without the channel.
 	o.dev.AddFlags(f)
 	o.cfg.AddFlags(c)
 	o.out.AddFlags(f)
-	f.StringVar(&o.opts.Image, "image", "", "local slot image file or build output directory instead of the channel")
-	f.StringVar(&o.opts.ExpectSHA256, "sha256", "", "expected SHA-256 of the --image")
-	f.IntVar(&o.opts.Tries, "tries", 0, "trial boots before GRUB falls back, 1 to 3 (default: trial_boots of the config, else 1)")
+	f.StringVar(&o.from, "from", "", "release directory or source URL to apply instead of the config's source")
+	f.IntVar(&o.tries, "tries", 0, "trial boots before GRUB falls back, 1 to 3 (default: trial_boots of the config, else 1)")
 	f.StringVar(&o.reboot, "reboot", "", "reboot policy for this run: now, window or next-boot (default: the config's)")
 	f.BoolVar(&o.readBack, "read-back", false, "read the whole slot back from the disk and check it before arming it")
 	return c
@@ -69,39 +72,28 @@ func runApply(c *cobra.Command, o applyOptions, w io.Writer) error {
 	if err := o.out.Validate(); err != nil {
 		return err
 	}
+	if o.tries < 0 || o.tries > 3 {
+		return cli.UsageError{Err: fmt.Errorf("--tries %d: want 1 to 3", o.tries)}
+	}
 	d, running, err := o.dev.Open()
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	if o.opts.Image == "" {
-		cfg, st, err := o.cfg.load()
-		if err != nil {
-			return err
-		}
-		return applyChannel(c, d, running, cfg, st, o, w)
-	}
-	if o.opts.Tries == 0 {
-		o.opts.Tries = 1
-	}
-	o.opts.Progress = cli.Progress(os.Stderr, "writing slot "+string(running.Other()))
-	r, err := apply.FromFile(c.Context(), d, running, o.opts)
+	cfg, st, err := o.cfg.load()
 	if err != nil {
 		return err
 	}
-	if o.out.JSON() {
-		return cli.WriteJSON(w, r)
-	}
-	fmt.Fprintf(w, "slot %s: version %s written and verified (sha256 %s); armed for %d trial boot(s)\n", r.Slot, r.Version, r.SHA256, r.State.Tries)
-	return nil
+	return applyChannel(c, d, running, cfg, st, o, w)
 }
 
 // applyChannel applies the newest release of the config's channel on a
 // disk already open, with the config already loaded: updater boot shares it.
 func applyChannel(c *cobra.Command, d *bootstate.Disk, running bootstate.Slot, cfg *config.Config, st state.Store, o applyOptions, w io.Writer) error {
 	progress := cli.Progress(os.Stderr, "writing slot "+string(running.Other()))
-	if o.opts.Tries == 0 {
-		o.opts.Tries = cfg.TrialBoots
+	tries := o.tries
+	if tries == 0 {
+		tries = cfg.TrialBoots
 	}
 	policy := cfg.Reboot.Policy
 	if o.reboot != "" {
@@ -110,7 +102,11 @@ func applyChannel(c *cobra.Command, d *bootstate.Disk, running bootstate.Slot, c
 			return cli.UsageError{Err: fmt.Errorf("--reboot %q: want now, window or next-boot", o.reboot)}
 		}
 	}
-	ck, src, err := newChecker(c.Context(), d, running, cfg, st)
+	src, err := openSource(c.Context(), cfg, o.from)
+	if err != nil {
+		return err
+	}
+	ck, err := newChecker(d, running, cfg, st, src)
 	if err != nil {
 		return err
 	}
@@ -129,7 +125,7 @@ func applyChannel(c *cobra.Command, d *bootstate.Disk, running bootstate.Slot, c
 		}
 		return nil
 	}
-	u := agent.Updater{Disk: d, Running: running, Source: src, Channel: cfg.Channel, Tries: o.opts.Tries, State: st,
+	u := agent.Updater{Disk: d, Running: running, Source: src, Channel: cfg.Channel, Tries: tries, State: st,
 		Progress: progress, Log: cli.Logger(os.Stderr, false), ReadBack: o.readBack}
 	r, err := u.Apply(c.Context(), cr.Manifest)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/cli"
 	"github.com/twinroot/twinroot/internal/config"
+	"github.com/twinroot/twinroot/internal/release"
 	"github.com/twinroot/twinroot/internal/source"
 	"github.com/twinroot/twinroot/internal/state"
 )
@@ -53,19 +55,37 @@ func sourceOptions(cfg *config.Config) source.Options {
 	}
 }
 
-// newChecker reads what the running slot trusts and opens the config's
-// source.
-func newChecker(ctx context.Context, d *bootstate.Disk, running bootstate.Slot, cfg *config.Config, st state.Store) (*agent.Checker, source.Source, error) {
+// openSource opens the config's source, or from instead: a build output
+// directory, a directory or URL of a store.
+func openSource(ctx context.Context, cfg *config.Config, from string) (source.Source, error) {
+	if from == "" {
+		return source.Open(ctx, cfg.Source, sourceOptions(cfg))
+	}
+	if _, err := os.Stat(filepath.Join(from, release.ManifestFile)); err == nil {
+		return release.DirSource(from)
+	}
+	if fi, err := os.Stat(from); err == nil && fi.IsDir() {
+		abs, err := filepath.Abs(from)
+		if err != nil {
+			return nil, err
+		}
+		from = "file://" + abs
+	}
+	src, err := source.Open(ctx, from, sourceOptions(cfg))
+	if err != nil {
+		return nil, cli.UsageError{Err: fmt.Errorf("--from %s: %w", from, err)}
+	}
+	return src, nil
+}
+
+// newChecker reads what the running slot trusts.
+func newChecker(d *bootstate.Disk, running bootstate.Slot, cfg *config.Config, st state.Store, src source.Source) (*agent.Checker, error) {
 	p := d.Layout.Slot(running)
 	rel, err := image.ReadSlot(d.File, p.Start, p.Size)
 	if err != nil {
-		return nil, nil, fmt.Errorf("running slot %s: %w", running, err)
+		return nil, fmt.Errorf("running slot %s: %w", running, err)
 	}
-	src, err := source.Open(ctx, cfg.Source, sourceOptions(cfg))
-	if err != nil {
-		return nil, nil, err
-	}
-	return &agent.Checker{Source: src, Channel: cfg.Channel, Running: rel, SlotSize: d.Layout.Slot(running.Other()).Size, State: st}, src, nil
+	return &agent.Checker{Source: src, Channel: cfg.Channel, Running: rel, SlotSize: d.Layout.Slot(running.Other()).Size, State: st}, nil
 }
 
 type checkOptions struct {
@@ -113,7 +133,11 @@ func runCheck(c *cobra.Command, o checkOptions, w io.Writer) error {
 		return err
 	}
 	defer d.Close()
-	ck, _, err := newChecker(c.Context(), d, running, cfg, st)
+	src, err := openSource(c.Context(), cfg, "")
+	if err != nil {
+		return err
+	}
+	ck, err := newChecker(d, running, cfg, st, src)
 	if err != nil {
 		return err
 	}

@@ -85,7 +85,7 @@ func offlineDevice(t *testing.T) (disk, cfg string) {
 	f, _ := os.Create(disk)
 	f.Truncate(partition.MinDiskSize(32 << 20))
 	f.Close()
-	if _, err := install.Install(ctx, install.Options{Disk: disk, Image: v1, GrubDir: grubDir, SlotSize: 32 << 20}); err != nil {
+	if _, err := install.Install(ctx, install.Options{Disk: disk, Image: filepath.Join(v1, release.SlotFile), GrubDir: grubDir, SlotSize: 32 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	storeDir := t.TempDir()

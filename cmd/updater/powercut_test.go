@@ -23,6 +23,7 @@ import (
 	"github.com/twinroot/twinroot/internal/partition"
 	"github.com/twinroot/twinroot/internal/release"
 	"github.com/twinroot/twinroot/internal/source"
+	"github.com/twinroot/twinroot/internal/testenv"
 )
 
 // TestMain lets the test binary stand in for the updater binary, so the
@@ -47,17 +48,22 @@ func hashRange(t *testing.T, f *os.File, off, n int64) [32]byte {
 }
 
 // TestPowerCutsDuringApply kills `updater apply` with SIGKILL at 200 random
-// moments while it writes a release into slot B of a loop device. After
-// every cut the running slot A is untouched, the boot state is valid and
-// boots A; the next run resumes from the journal, and the last one ends
-// with a verified, armed slot B.
+// moments while it writes a release into slot B of a loop device, for each
+// way a release reaches the engine: the channel's store and a release
+// directory on local media (--from). After every cut the running slot A is
+// untouched, the boot state is valid and boots A; the next run resumes
+// from the journal, and the last one ends with a verified, armed slot B.
 func TestPowerCutsDuringApply(t *testing.T) {
 	if testing.Short() {
-		t.Skip("200 process kills: slow")
+		t.Skip("400 process kills: slow")
 	}
-	if os.Getuid() != 0 {
-		t.Skip("loop devices need root")
+	testenv.NeedRoot(t)
+	for _, from := range []string{"channel", "local"} {
+		t.Run(from, func(t *testing.T) { powerCuts(t, from == "local") })
 	}
+}
+
+func powerCuts(t *testing.T, local bool) {
 	ctx := context.Background()
 	k, _ := keys.Generate(nil)
 	_, pub, _ := keys.Save(filepath.Join(t.TempDir(), "release"), k)
@@ -85,11 +91,11 @@ func TestPowerCutsDuringApply(t *testing.T) {
 	f.Close()
 	out, err := exec.Command("losetup", "--find", "--show", file).CombinedOutput()
 	if err != nil {
-		t.Skipf("no loop device: %v: %s", err, out)
+		t.Fatalf("no loop device: %v: %s", err, out)
 	}
 	dev := strings.TrimSpace(string(out))
 	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
-	if _, err := install.Install(ctx, install.Options{Disk: dev, Image: v1, GrubDir: grubDir, SlotSize: 32 << 20, Finder: &partition.Finder{SysBlock: "/sys/block", DevDir: "/dev"}}); err != nil {
+	if _, err := install.Install(ctx, install.Options{Disk: dev, Image: filepath.Join(v1, release.SlotFile), GrubDir: grubDir, SlotSize: 32 << 20, Finder: &partition.Finder{SysBlock: "/sys/block", DevDir: "/dev"}}); err != nil {
 		t.Fatal(err)
 	}
 	storeDir := t.TempDir()
@@ -101,6 +107,12 @@ func TestPowerCutsDuringApply(t *testing.T) {
 	os.WriteFile(cfg, []byte("source: file://"+storeDir+"\n"), 0o600)
 	stateDir := filepath.Join(t.TempDir(), "state")
 	args := []string{"apply", "--disk", dev, "--running-slot", "a", "--config", cfg, "--state-dir", stateDir}
+	if local {
+		if _, _, err := release.SignDir(ctx, v2, "stable", time.Now(), time.Hour, k); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--from", v2)
+	}
 
 	d, err := bootstate.OpenDisk(dev)
 	if err != nil {

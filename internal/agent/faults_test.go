@@ -60,7 +60,7 @@ func installDisk(t testing.TB, dir string, slotSize int64) *bootstate.Disk {
 	}
 	f.Truncate(partition.MinDiskSize(slotSize))
 	f.Close()
-	if _, err := install.Install(ctx, install.Options{Disk: diskPath, Image: dir, GrubDir: grubDir, SlotSize: slotSize}); err != nil {
+	if _, err := install.Install(ctx, install.Options{Disk: diskPath, Image: filepath.Join(dir, release.SlotFile), GrubDir: grubDir, SlotSize: slotSize}); err != nil {
 		t.Fatal(err)
 	}
 	d, err := bootstate.OpenDisk(diskPath)

@@ -54,7 +54,7 @@ func TestUpdate(t *testing.T) {
 	f, _ := os.Create(diskPath)
 	f.Truncate(partition.MinDiskSize(32 << 20))
 	f.Close()
-	if _, err := install.Install(ctx, install.Options{Disk: diskPath, Image: v1, GrubDir: grubDir, SlotSize: 32 << 20}); err != nil {
+	if _, err := install.Install(ctx, install.Options{Disk: diskPath, Image: filepath.Join(v1, release.SlotFile), GrubDir: grubDir, SlotSize: 32 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	storeDir := t.TempDir()

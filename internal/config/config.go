@@ -12,6 +12,9 @@ import (
 	"github.com/twinroot/twinroot/internal/partition"
 )
 
+// DataMount is where a running system mounts the data partition.
+const DataMount = "/data"
+
 // DataPath is where the device config lives on the data partition, relative
 // to its root; the installer seeds it there.
 const DataPath = "twinroot/device.yaml"
@@ -24,7 +27,7 @@ const (
 	DefaultTrialBoots    = 1
 	MaxTrialBoots        = 3
 	DefaultDeadline      = 2 * time.Minute
-	DefaultStateDir      = "/var/lib/twinroot"
+	DefaultStateDir      = DataMount + "/twinroot/state" // on the data partition: it must outlive a power cut
 )
 
 // Config is a checked device config with every default applied.

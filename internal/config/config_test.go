@@ -26,7 +26,7 @@ func TestDefaults(t *testing.T) {
 		TrialBoots:    1,
 		Health:        Health{Deadline: 2 * time.Minute},
 		SlotSize:      2 << 30,
-		StateDir:      "/var/lib/twinroot",
+		StateDir:      "/data/twinroot/state",
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("Parse defaults (-want +got):\n%s", diff)

@@ -35,8 +35,8 @@
 //	  deadline: 2m                   # all of it within; default 2m
 //	slot_size: 2G                    # slot partition size for the installer; bytes or
 //	                                 #   K, M, G, T (binary: 2G = 2 GiB); default 2G, at least 16M
-//	state_dir: /var/lib/twinroot     # updater state (journal, last check) on the data
-//	                                 #   partition; absolute; default /var/lib/twinroot
+//	state_dir: /data/twinroot/state  # updater state (journal, last check) on the data
+//	                                 #   partition; absolute; default /data/twinroot/state
 //
 // Durations are Go durations (90s, 30m, 1h30m). endpoint, region and the
 // credentials only mean something for an s3:// source and are refused with

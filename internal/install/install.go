@@ -2,7 +2,6 @@ package install
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -11,15 +10,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/bootstate"
+	"github.com/twinroot/twinroot/internal/chunk"
 	"github.com/twinroot/twinroot/internal/config"
+	"github.com/twinroot/twinroot/internal/engine"
 	"github.com/twinroot/twinroot/internal/grub"
 	"github.com/twinroot/twinroot/internal/partition"
 	"github.com/twinroot/twinroot/internal/refusal"
-	"github.com/twinroot/twinroot/internal/stream"
+	"github.com/twinroot/twinroot/internal/release"
+	"github.com/twinroot/twinroot/internal/state"
 )
 
 // Errors callers act on.
@@ -30,16 +33,17 @@ var (
 
 // Options of an install.
 type Options struct {
-	Disk       string // disk image file or block device
-	Image      string // raw squashfs slot image, or a build output directory holding slot.img
+	Disk string // disk image file or block device
+	// Image is a build output directory of updater build, signed by
+	// updater sign (the manifest must be signed by a key its own image
+	// trusts, and every chunk written is checked against its signed
+	// index), or a bare slot image (checked as release.ReadImage says).
+	Image      string
 	GrubDir    string // boot.img, core.img, BOOTX64.EFI (see grub.BuildImages)
 	SlotSize   int64  // bytes; default partition.DefaultSlotSize
 	WipeData   bool   // allow overwriting a disk that holds twinroot data
 	Config     string // device.yaml to seed the data partition with; "" for none
 	KernelArgs string // appended to the kernel command line of both slots
-	// ExpectSHA256 is the hex SHA-256 the image must have (from its signed
-	// manifest); "" checks only that slot A reads back as written.
-	ExpectSHA256 string
 	// Finder checks a block device against the boot medium and mounts; nil
 	// uses partition.System().
 	Finder *partition.Finder
@@ -56,7 +60,8 @@ type Plan struct {
 	Disk     string           `json:"disk"`
 	DiskSize int64            `json:"disk_size"`
 	Layout   partition.Layout `json:"layout"`
-	Image    image.Info       `json:"image"`
+	Image    image.Slot       `json:"image"`
+	Signed   bool             `json:"signed"` // the release's manifest is signed by a key the image trusts
 	Wipes    bool             `json:"wipes_twinroot_data"`
 }
 
@@ -77,20 +82,26 @@ func Install(ctx context.Context, o Options) (Result, error) {
 	if o.SlotSize == 0 {
 		o.SlotSize = partition.DefaultSlotSize
 	}
-	img, info, err := image.Open(o.Image)
+	rel, info, local, err := open(ctx, o.Image)
 	if err != nil {
 		return Result{}, fmt.Errorf("%w; nothing written", err)
 	}
-	defer img.Close()
+	defer local.Close()
 	imgs, err := grub.LoadImages(o.GrubDir)
 	if err != nil {
 		return Result{}, err
 	}
 	var cfg []byte
+	stateDir := config.DefaultStateDir
 	if o.Config != "" {
 		if cfg, err = os.ReadFile(o.Config); err != nil {
 			return Result{}, fmt.Errorf("read device config: %w", err)
 		}
+		c, err := config.Parse(cfg)
+		if err != nil {
+			return Result{}, fmt.Errorf("%w; nothing written", err)
+		}
+		stateDir = c.StateDir
 	}
 	grubCfg, err := grub.Config(grub.CfgOptions{KernelArgs: o.KernelArgs})
 	if err != nil {
@@ -106,6 +117,7 @@ func Install(ctx context.Context, o Options) (Result, error) {
 	}
 	defer disk.Close()
 	plan, err := check(disk, o, info)
+	plan.Signed = rel.Signed != nil
 	if err != nil {
 		return Result{}, fmt.Errorf("%w; nothing written", err)
 	}
@@ -125,23 +137,24 @@ func Install(ctx context.Context, o Options) (Result, error) {
 	if err := partition.Write(disk, l); err != nil {
 		return Result{}, err
 	}
-	sum, err := stream.CopyHashed(ctx, disk, l.A.Start, img, info.Size, o.Progress)
-	if err != nil {
-		return Result{}, fmt.Errorf("write slot A: %w", err)
+	// Through the slot engine, as every write of a slot: each chunk is
+	// copied from the image file and hashed against the release's index
+	// (signed, for a release directory) before it is written, and read
+	// back after. Nothing is journaled: an interrupted install starts over.
+	w := engine.Write{
+		Release: rel, Disk: disk, Slot: partition.A, Part: l.A,
+		Local: local, LocalSize: info.Size, LocalIndex: rel.Index,
+		Boot: engine.Unbootable{}, Progress: o.Progress, Log: log, ReadBack: true,
 	}
-	if o.ExpectSHA256 != "" {
-		if !stream.Equal(o.ExpectSHA256, sum) {
-			return Result{}, fmt.Errorf("%w: image SHA-256 is %x, the manifest says %s; slot A is not bootable", refusal.ErrMismatch, sum, o.ExpectSHA256)
-		}
+	if _, err := w.Run(ctx); err != nil {
+		return Result{}, err
 	}
-	if err := stream.Verify(disk, l.A.Start, info.Size, sum); err != nil {
-		return Result{}, fmt.Errorf("slot A: %w", err)
-	}
-	log.Info("slot A written and verified", "sha256", hex.EncodeToString(sum))
+	sum := rel.Manifest.Image.SHA256
+	log.Info("slot A written and verified", "sha256", sum)
 	if err := zero(disk, l.B.Start, partition.MiB); err != nil {
 		return Result{}, fmt.Errorf("clear slot B: %w", err)
 	}
-	if err := formatData(ctx, disk, l.Data, cfg); err != nil {
+	if err := formatData(ctx, disk, l.Data, cfg, stateDir, rel.Index); err != nil {
 		return Result{}, err
 	}
 	envFiles, err := grub.InitialEnvFiles(bootstate.Initial().Env())
@@ -166,10 +179,33 @@ func Install(ctx context.Context, o Options) (Result, error) {
 		return Result{}, err
 	}
 	log.Info("installed", "disk", o.Disk, "version", info.Version)
-	return Result{Plan: plan, SHA256: hex.EncodeToString(sum), Duration: time.Since(start)}, nil
+	return Result{Plan: plan, SHA256: sum, Duration: time.Since(start)}, nil
 }
 
-func check(disk *os.File, o Options, info image.Info) (Plan, error) {
+// open reads what Options.Image names: the release to write and the image
+// file its chunks are copied from.
+func open(ctx context.Context, path string) (*release.Release, image.Slot, *os.File, error) {
+	var rel *release.Release
+	var slot image.Slot
+	var err error
+	file := path
+	if fi, serr := os.Stat(path); serr == nil && fi.IsDir() {
+		rel, slot, err = release.OpenDir(ctx, path)
+		file = filepath.Join(path, release.SlotFile)
+	} else {
+		rel, slot, err = release.Bare(ctx, path)
+	}
+	if err != nil {
+		return nil, image.Slot{}, nil, err
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, image.Slot{}, nil, err
+	}
+	return rel, slot, f, nil
+}
+
+func check(disk *os.File, o Options, info image.Slot) (Plan, error) {
 	size, err := partition.DiskSize(disk)
 	if err != nil {
 		return Plan{}, err
@@ -220,8 +256,10 @@ func zero(w io.WriterAt, off, n int64) error {
 
 // formatData makes the ext4 data partition with mkfs.ext4 at the
 // partition's offset (no partition device node needed), seeded with the
-// device config.
-func formatData(ctx context.Context, disk *os.File, part partition.Part, cfg []byte) error {
+// device config and, in the state directory when it is on the data
+// partition, slot A's chunk index: the first apply then need not scan
+// slot A.
+func formatData(ctx context.Context, disk *os.File, part partition.Part, cfg []byte, stateDir string, idx *chunk.Index) error {
 	seed, err := os.MkdirTemp("", "twinroot-data-")
 	if err != nil {
 		return err
@@ -234,6 +272,17 @@ func formatData(ctx context.Context, disk *os.File, part partition.Part, cfg []b
 		}
 		if err := os.WriteFile(dst, cfg, 0o600); err != nil {
 			return err
+		}
+	}
+	if rel, ok := strings.CutPrefix(stateDir, config.DataMount+"/"); ok {
+		if b, err := idx.MarshalBinary(); err == nil {
+			dst := filepath.Join(seed, rel, state.SlotIndexName(string(partition.A)))
+			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(dst, b, 0o644); err != nil {
+				return err
+			}
 		}
 	}
 	if err := zero(disk, part.Start, partition.MiB); err != nil {

@@ -76,12 +76,12 @@ func Build(ctx context.Context, o Options) (Result, error) {
 	if strings.ContainsAny(o.KernelArgs, "\n\"'$;{}\\") {
 		return Result{}, fmt.Errorf("kernel arguments %q contain characters grub.cfg cannot carry", o.KernelArgs)
 	}
-	b, err := OpenBundle(o.Release)
+	b, _, err := release.OpenDir(ctx, o.Release)
 	if err != nil {
 		return Result{}, err
 	}
-	if err := b.CheckImage(ctx); err != nil {
-		return Result{}, err
+	if err := release.CheckDir(ctx, o.Release, b.Manifest); err != nil {
+		return Result{}, fmt.Errorf("release %s: %w", o.Release, err)
 	}
 	if o.Config != "" {
 		if _, err := config.Load(o.Config); err != nil {
@@ -132,6 +132,7 @@ func Build(ctx context.Context, o Options) (Result, error) {
 		"/twinroot/medium-" + id + "=" + marker,
 		"/twinroot/release/" + release.SlotFile + "=" + filepath.Join(o.Release, release.SlotFile),
 		"/twinroot/release/" + release.ManifestFile + "=" + filepath.Join(o.Release, release.ManifestFile),
+		"/twinroot/release/" + release.IndexFile + "=" + filepath.Join(o.Release, release.IndexFile),
 		"/twinroot/grub/" + grub.BootImgFile + "=" + filepath.Join(o.GrubDir, grub.BootImgFile),
 		"/twinroot/grub/" + grub.CoreImgFile + "=" + filepath.Join(o.GrubDir, grub.CoreImgFile),
 		"/twinroot/grub/" + grub.EFIImgFile + "=" + filepath.Join(o.GrubDir, grub.EFIImgFile),

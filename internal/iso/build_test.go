@@ -188,7 +188,7 @@ func TestBuildRefuses(t *testing.T) {
 		is     error
 		text   string
 	}{
-		{"unsigned", func(o *Options) { o.Release = f.bare }, ErrUnsigned, "updater sign"},
+		{"unsigned", func(o *Options) { o.Release = f.bare }, release.ErrUnsigned, "updater sign"},
 		{"untrusted key", func(o *Options) { o.Release = f.release(t, "other", f.otherKey) }, manifest.ErrUntrustedKey, "the image trusts"},
 		{"corrupt image", func(o *Options) { o.Release = corrupt }, refusal.ErrMismatch, "slot.img"},
 		{"no kernel", func(o *Options) { o.KernelDir = filepath.Join(f.dir, "nokernel") }, ErrMissingInput, "make kernel"},

@@ -21,6 +21,8 @@
 //	/twinroot/medium-<ID>             marker GRUB searches for to find this medium
 //	/twinroot/release/slot.img        the first version's slot image
 //	/twinroot/release/manifest.json   its signed manifest
+//	/twinroot/release/chunks.idx      its chunk index: every chunk of slot.img
+//	                                  is checked against it as it is written
 //	/twinroot/device.yaml             the device config seeded onto the data partition
 //	/twinroot/grub/                   boot.img, core.img, BOOTX64.EFI for the target disk
 //

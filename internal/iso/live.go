@@ -14,6 +14,7 @@ import (
 	"github.com/twinroot/twinroot/internal/config"
 	"github.com/twinroot/twinroot/internal/install"
 	"github.com/twinroot/twinroot/internal/partition"
+	"github.com/twinroot/twinroot/internal/release"
 )
 
 // ErrNoMedium: the device the installer booted from was not found.
@@ -88,13 +89,13 @@ func (l *Live) run(ctx context.Context) (install.Result, error) {
 	l.printf("medium %s (%s)", medium.Path, vol)
 
 	rel := filepath.Join(l.MountDir, "twinroot", "release")
-	b, err := OpenBundle(rel)
+	b, slot, err := release.OpenDir(ctx, rel)
 	if err != nil {
 		return install.Result{}, err
 	}
 	m := b.Manifest
 	l.printf("release %s (serial %d, channel %s), manifest signed by a key the image trusts (%s)",
-		m.Version, m.Serial, m.Channel, strings.Join(b.KeyIDs, ", "))
+		m.Version, m.Serial, m.Channel, strings.Join(slot.Keys, ", "))
 
 	var cfgPath string
 	slotSize := int64(0)
@@ -129,14 +130,13 @@ func (l *Live) run(ctx context.Context) (install.Result, error) {
 	yes := l.params[ArgYes] == "1"
 	var lastPct int64 = -1
 	opts := install.Options{
-		Disk:         target,
-		Image:        rel,
-		GrubDir:      filepath.Join(l.MountDir, "twinroot", "grub"),
-		SlotSize:     slotSize,
-		WipeData:     wipe,
-		Config:       cfgPath,
-		ExpectSHA256: m.Image.SHA256,
-		Finder:       &f,
+		Disk:     target,
+		Image:    rel,
+		GrubDir:  filepath.Join(l.MountDir, "twinroot", "grub"),
+		SlotSize: slotSize,
+		WipeData: wipe,
+		Config:   cfgPath,
+		Finder:   &f,
 		Confirm: func(p install.Plan) error {
 			l.printf("plan: install %s onto %s (%d MiB): GPT, GRUB for BIOS and UEFI, slots A and B of %d MiB, data partition of %d MiB",
 				m.Version, p.Disk, p.DiskSize>>20, p.Layout.A.Size>>20, p.Layout.Data.Size>>20)

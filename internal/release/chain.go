@@ -17,7 +17,6 @@ import (
 	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/chunk"
 	"github.com/twinroot/twinroot/internal/fetch"
-	"github.com/twinroot/twinroot/internal/keys"
 	"github.com/twinroot/twinroot/internal/manifest"
 	"github.com/twinroot/twinroot/internal/refusal"
 	"github.com/twinroot/twinroot/internal/source"
@@ -242,11 +241,62 @@ func ReadImage(path string) (image.Slot, error) {
 			return image.Slot{}, fmt.Errorf("%s: %w: no %s", path, image.ErrNoKernel, name)
 		}
 	}
-	switch {
-	case s.Version == "":
-		return image.Slot{}, refusal.Errorf("%s: the image has no %s", path, image.VersionFile)
-	case len(s.Trusted) == 0:
-		return image.Slot{}, fmt.Errorf("%s: %w in %s: the image could not verify any update", path, keys.ErrNoTrustedKeys, image.TrustedDir)
+	if s.Version == "" {
+		return image.Slot{}, refusal.Errorf("%s: the image has no %s (build it with updater build)", path, image.VersionFile)
 	}
 	return s, nil
+}
+
+// Bare makes a release of a bare slot image, for `installer install` from
+// a build host: ReadImage's checks, and an index cut from the image's own
+// bytes (nothing signed vouches for them). Its source serves nothing: the
+// engine copies every chunk from the image file and hashes it against the
+// index on the way.
+func Bare(ctx context.Context, path string) (*Release, image.Slot, error) {
+	slot, err := ReadImage(path)
+	if err != nil {
+		return nil, image.Slot{}, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, image.Slot{}, err
+	}
+	defer f.Close()
+	// The object a bare image has not is described as the raw image
+	// itself, so the index keeps its form; nothing is ever fetched.
+	idx := &chunk.Index{Params: chunk.DefaultParams, Size: slot.Size, CompressedSize: slot.Size}
+	h := sha256.New()
+	err = chunk.Scan(ctx, io.TeeReader(io.LimitReader(f, slot.Size), h), idx.Params, func(c chunk.Chunk) error {
+		c.CompressedOffset, c.CompressedLength = c.Offset, c.Length
+		idx.Chunks = append(idx.Chunks, c)
+		return nil
+	})
+	if err != nil {
+		return nil, image.Slot{}, fmt.Errorf("%s: %w", path, err)
+	}
+	copy(idx.SHA256[:], h.Sum(nil))
+	m := &manifest.Manifest{Version: slot.Version, Serial: slot.Serial,
+		Image: manifest.Image{Key: ObjectFile, Size: slot.Size, SHA256: hex.EncodeToString(idx.SHA256[:])}}
+	return &Release{Source: bareSource(path), Manifest: m, Index: idx}, slot, nil
+}
+
+// bareSource is the source of a bare image: it has no object.
+type bareSource string
+
+func (b bareSource) String() string { return string(b) }
+
+func (b bareSource) err(key string) error {
+	return fmt.Errorf("%s: %w: a bare slot image has no %s; it changed while it was read", b, source.ErrNotFound, key)
+}
+
+func (b bareSource) Get(_ context.Context, key, _ string) (io.ReadCloser, string, error) {
+	return nil, "", b.err(key)
+}
+
+func (b bareSource) GetRange(_ context.Context, key string, _, _ int64) (io.ReadCloser, error) {
+	return nil, b.err(key)
+}
+
+func (b bareSource) Stat(_ context.Context, key string) (int64, string, error) {
+	return 0, "", b.err(key)
 }

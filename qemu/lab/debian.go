@@ -112,7 +112,7 @@ func (l *Lab) InstallDebian(ctx context.Context, disk, dir, deviceYAML string) e
 	if err := EmptyDebianDisk(disk); err != nil {
 		return err
 	}
-	_, err := install.Install(ctx, install.Options{Disk: disk, Image: dir, GrubDir: l.GrubDir, SlotSize: DebianSlotSize, Config: deviceYAML})
+	_, err := install.Install(ctx, install.Options{Disk: disk, Image: installable(dir), GrubDir: l.GrubDir, SlotSize: DebianSlotSize, Config: deviceYAML})
 	if err != nil {
 		return fmt.Errorf("install %s on %s: %w", filepath.Base(dir), disk, err)
 	}

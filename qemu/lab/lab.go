@@ -18,11 +18,13 @@ import (
 	"sync"
 
 	"github.com/twinroot/twinroot/image/examples/minimal"
-	"github.com/twinroot/twinroot/internal/apply"
 	"github.com/twinroot/twinroot/internal/bootstate"
+	"github.com/twinroot/twinroot/internal/engine"
 	"github.com/twinroot/twinroot/internal/install"
 	"github.com/twinroot/twinroot/internal/keys"
+	"github.com/twinroot/twinroot/internal/manifest"
 	"github.com/twinroot/twinroot/internal/partition"
+	"github.com/twinroot/twinroot/internal/release"
 )
 
 // SlotSize of the disks a Lab installs: the minimal image is about 17 MB.
@@ -140,18 +142,56 @@ func EmptyDisk(path string) error {
 }
 
 // Stage writes version/variant into the slot that is not running on the
-// disk file and arms it for tries trial boots, as `updater apply` does.
-func (l *Lab) Stage(ctx context.Context, disk string, running partition.Slot, version string, variant minimal.Variant, tries int) (apply.Result, error) {
-	img, err := l.Image(ctx, version, variant)
+// disk file and arms it for tries trial boots, through the slot engine as
+// `updater apply --from` does: the release is built and signed by the
+// lab's key (serial from the version: major*10000 + minor*100 + patch),
+// and every chunk is checked against its signed index.
+func (l *Lab) Stage(ctx context.Context, disk string, running partition.Slot, version string, variant minimal.Variant, tries int) (bootstate.State, error) {
+	dir, err := l.SignedRelease(ctx, version, serialOf(version), variant)
 	if err != nil {
-		return apply.Result{}, err
+		return bootstate.State{}, err
 	}
+	rel, _, err := release.OpenDir(ctx, dir)
+	if err != nil {
+		return bootstate.State{}, err
+	}
+	img, err := os.Open(filepath.Join(dir, release.SlotFile))
+	if err != nil {
+		return bootstate.State{}, err
+	}
+	defer img.Close()
 	d, err := bootstate.OpenDisk(disk)
 	if err != nil {
-		return apply.Result{}, err
+		return bootstate.State{}, err
 	}
 	defer d.Close()
-	return apply.FromFile(ctx, d, running, apply.Options{Image: img, Tries: tries})
+	target := running.Other()
+	boot := &engine.Trial{Disk: d, Target: target, Running: running, Tries: tries}
+	w := engine.Write{Release: rel, Disk: d.File, Slot: target, Part: d.Layout.Slot(target),
+		Local: img, LocalSize: rel.Manifest.Image.Size, LocalIndex: rel.Index, Boot: boot}
+	if _, err := w.Run(ctx); err != nil {
+		return bootstate.State{}, err
+	}
+	return boot.State, nil
+}
+
+// serialOf is the serial Stage gives a version.
+func serialOf(version string) uint64 {
+	v, err := manifest.ParseVersion(version)
+	if err != nil {
+		return 1
+	}
+	return v.Major*10000 + v.Minor*100 + v.Patch
+}
+
+// installable is what install.Install takes for a release directory: the
+// directory itself once signed, else its bare slot image.
+func installable(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, release.ManifestFile))
+	if err == nil && manifest.IsSigned(b) {
+		return dir
+	}
+	return filepath.Join(dir, release.SlotFile)
 }
 
 // State reads the boot state of a disk file.

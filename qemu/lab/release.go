@@ -166,7 +166,7 @@ func (l *Lab) InstallRelease(ctx context.Context, disk, dir, deviceYAML string) 
 	if err := EmptyDisk(disk); err != nil {
 		return err
 	}
-	_, err := install.Install(ctx, install.Options{Disk: disk, Image: dir, GrubDir: l.GrubDir, SlotSize: SlotSize, Config: deviceYAML})
+	_, err := install.Install(ctx, install.Options{Disk: disk, Image: installable(dir), GrubDir: l.GrubDir, SlotSize: SlotSize, Config: deviceYAML})
 	if err != nil {
 		return fmt.Errorf("install %s on %s: %w", filepath.Base(dir), disk, err)
 	}
