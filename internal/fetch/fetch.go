@@ -145,7 +145,7 @@ type run struct {
 // wait on each other's wake-ups more than on their work.
 const (
 	batchLen = 8
-	inflight = 12 * batchLen
+	inflight = 3 * batchLen
 )
 
 // buffers of one chunk in flight; they grow to the largest chunk seen.
@@ -387,13 +387,7 @@ func (r *run) pipeline(ctx context.Context) error {
 	})
 	for range r.o.Workers {
 		g.Go(func() error {
-			for {
-				tw := time.Now()
-				b, ok := <-r.work
-				DbgWorkerIdle.Add(int64(time.Since(tw)))
-				if !ok {
-					break
-				}
+			for b := range r.work {
 				for _, j := range b {
 					j.data, j.err = r.prepare(gctx, j)
 					close(j.done)
@@ -418,7 +412,6 @@ func (r *run) newJob(ctx context.Context, i int) (*job, error) {
 		if err := r.flush(ctx); err != nil {
 			return nil, err
 		}
-		defer func(t time.Time) { DbgFetcherNoBuf.Add(int64(time.Since(t))) }(time.Now())
 		select {
 		case b = <-r.bufs:
 		case <-ctx.Done():
@@ -446,7 +439,6 @@ func (r *run) flush(ctx context.Context) error {
 	}
 	b := r.batch
 	r.batch = nil
-	defer func(t time.Time) { DbgFetcherBlocked.Add(int64(time.Since(t))) }(time.Now())
 	for _, ch := range []chan []*job{r.order, r.work} {
 		select {
 		case ch <- b:
@@ -635,13 +627,11 @@ func (r *run) writer(ctx context.Context, synced chan int) error {
 	lastSave := time.Now()
 	for b := range r.order {
 		for _, j := range b {
-			tw := time.Now()
 			select {
 			case <-j.done:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-			DbgWriterWaitWork.Add(int64(time.Since(tw)))
 			if j.err != nil {
 				return j.err
 			}
@@ -653,10 +643,7 @@ func (r *run) writer(ctx context.Context, synced chan int) error {
 					return err
 				}
 			}
-			tw = time.Now()
-			_, err := out.Write(data)
-			DbgWriterWrite.Add(int64(time.Since(tw)))
-			if err != nil {
+			if _, err := out.Write(data); err != nil {
 				return fmt.Errorf("write chunk %d at %d: %w", j.i, r.o.TargetOffset+c.Offset, err)
 			}
 			r.bufs <- j.buf
@@ -666,10 +653,7 @@ func (r *run) writer(ctx context.Context, synced chan int) error {
 			}
 			last := j.i == len(cs)-1
 			if last || unsynced >= r.o.SyncEvery || time.Since(lastSave) >= syncInterval {
-				tf := time.Now()
-				err := out.Flush()
-				DbgWriterFlush.Add(int64(time.Since(tf)))
-				if err != nil {
+				if err := out.Flush(); err != nil {
 					return err
 				}
 				if err := handOver(ctx, synced, j.i+1, last); err != nil {
@@ -815,5 +799,3 @@ func grow(b []byte, n int64) []byte {
 	}
 	return b[:n]
 }
-
-var DbgWriterWaitWork, DbgWriterWrite, DbgWriterFlush, DbgWorkerIdle, DbgFetcherBlocked, DbgFetcherNoBuf atomic.Int64

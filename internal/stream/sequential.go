@@ -41,7 +41,7 @@ type Sequential struct {
 }
 
 // SequentialBuf is the size of one write of Sequential.
-const SequentialBuf = 4 << 20
+const SequentialBuf = 1 << 20
 
 // OpenSequential opens the disk (or disk image file) at path for writing
 // from off on.
