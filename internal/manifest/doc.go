@@ -67,7 +67,8 @@
 //	manifest complete and well formed (Validate)            ErrMalformed
 //	channel equals the device's                             ErrWrongChannel
 //	now is before expires                                   ErrExpired
-//	serial > running serial                                 ErrNotNewer
+//	serial >= running serial                                ErrOlder
+//	serial > running serial (equal: up to date)             ErrNotNewer
 //	serial >= min_serial (the manifest's and the device's
 //	  recorded floor)                                       ErrBelowMinSerial
 //	serial >= highest serial ever accepted                  ErrRollback

@@ -41,6 +41,7 @@ var (
 	ErrWrongChannel   = refusal.New("wrong channel")
 	ErrExpired        = refusal.New("manifest expired")
 	ErrNotNewer       = refusal.New("not newer than the running release")
+	ErrOlder          = refusal.New("older than the running release")
 	ErrBelowMinSerial = refusal.New("serial below min_serial")
 	ErrRollback       = refusal.New("rollback below the highest serial accepted")
 	ErrBadVersion     = refusal.New("version recorded bad")

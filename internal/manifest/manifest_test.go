@@ -135,7 +135,8 @@ func TestRules(t *testing.T) {
 		{"wrong channel", with(func(m *Manifest) { m.Channel = "beta" }), nil, ErrWrongChannel, `channel "beta"`},
 		{"expired", good, func(p *Policy) { p.Now = now.Add(31 * 24 * time.Hour) }, ErrExpired, "expired at"},
 		{"expires this instant", good, func(p *Policy) { p.Now = release().Expires }, ErrExpired, "expired"},
-		{"older serial", good, func(p *Policy) { p.RunningSerial = 11 }, ErrNotNewer, "not above the running serial 11"},
+		{"older serial", good, func(p *Policy) { p.RunningSerial = 11 }, ErrOlder, "below the running serial 11"},
+		{"same serial", good, func(p *Policy) { p.RunningSerial = 10 }, ErrNotNewer, "not above the running serial 10"},
 		{"same serial", good, func(p *Policy) { p.RunningSerial = 10 }, ErrNotNewer, "not above"},
 		{"below own min_serial", with(func(m *Manifest) { m.MinSerial = 11 }), nil, ErrBelowMinSerial, "below min_serial 11"},
 		{"below recorded floor", good, func(p *Policy) { p.MinSerial = 12; p.RunningSerial = 3 }, ErrBelowMinSerial, "min_serial 12"},
@@ -143,7 +144,8 @@ func TestRules(t *testing.T) {
 		{"version recorded bad", good, func(p *Policy) { p.BadVersions = []string{"1.3.9", "1.4.0"} }, ErrBadVersion, "1.4.0 failed its trial boot"},
 		{"image larger than the slot", good, func(p *Policy) { p.SlotSize = 400<<20 - 1 }, refusal.ErrDoesNotFit, "does not fit"},
 		{"malformed JSON", []byte(`{"manifest": "e30=", "signatures": [`), nil, ErrMalformed, "malformed"},
-		{"not an envelope", marshal(t, release()), nil, ErrMalformed, "unknown field"},
+		{"bare manifest", marshal(t, release()), nil, ErrBadSignature, "not signed"},
+		{"not an envelope", []byte(`{"manifest": 1}`), nil, ErrMalformed, "cannot unmarshal"},
 		{"huge document", huge(t, good), nil, ErrMalformed, "limit 65536"},
 		{"over the policy limit", good, func(p *Policy) { p.MaxSize = 100 }, ErrMalformed, "limit 100"},
 		{"unknown schema", signRaw(t, bytes.Replace(marshal(t, release()), []byte(`"schema": 1`), []byte(`"schema": 2`), 1), k1), nil, ErrMalformed, "unknown schema 2"},
@@ -177,7 +179,7 @@ func TestRules(t *testing.T) {
 }
 
 var allErrors = []error{ErrMalformed, ErrBadSignature, ErrUntrustedKey, ErrWrongChannel, ErrExpired,
-	ErrNotNewer, ErrBelowMinSerial, ErrRollback, ErrBadVersion, refusal.ErrDoesNotFit, refusal.ErrMismatch}
+	ErrNotNewer, ErrOlder, ErrBelowMinSerial, ErrRollback, ErrBadVersion, refusal.ErrDoesNotFit, refusal.ErrMismatch}
 
 // TestFlippedByte flips every bit position's byte of the signed manifest
 // bytes in turn: none verifies.

@@ -89,6 +89,9 @@ func parseEnvelope(b []byte, limit int) (*Envelope, error) {
 
 var keyIDRE = regexp.MustCompile(`^[0-9a-f]{16}$`)
 
+// ErrUnsigned is a bare manifest where a signed one is needed.
+var ErrUnsigned = fmt.Errorf("%w: the manifest is not signed (sign it with `updater sign`)", ErrBadSignature)
+
 // Policy is what a device knows when it judges a manifest.
 type Policy struct {
 	// Trusted are the keys baked into the running image.
@@ -118,7 +121,8 @@ type Policy struct {
 // returns the manifest only when every acceptance rule holds, checked in
 // this order: document size and form (ErrMalformed), signatures
 // (ErrBadSignature, ErrUntrustedKey), channel (ErrWrongChannel), expiry
-// (ErrExpired), serial > running (ErrNotNewer), serial >= min_serial of the
+// (ErrExpired), serial >= running (ErrOlder), serial > running (ErrNotNewer: the
+// same release, up to date), serial >= min_serial of the
 // manifest and of the policy (ErrBelowMinSerial), serial >= highest
 // accepted (ErrRollback), version not bad (ErrBadVersion), image size <=
 // slot size (refusal.ErrDoesNotFit). Its error is one line naming the rule.
@@ -129,6 +133,11 @@ func Verify(signed []byte, p Policy) (*Manifest, error) {
 	limit := p.MaxSize
 	if limit <= 0 {
 		limit = DefaultMaxSize
+	}
+	if len(signed) <= limit {
+		if _, err := decode(signed, limit); err == nil {
+			return nil, ErrUnsigned
+		}
 	}
 	e, err := parseEnvelope(signed, limit)
 	if err != nil {
@@ -153,7 +162,9 @@ func Verify(signed []byte, p Policy) (*Manifest, error) {
 	case !now.Before(m.Expires):
 		return nil, fmt.Errorf("%w: %s %s expired at %s (now %s); the channel is stale, ask its publisher to re-sign",
 			ErrExpired, m.Channel, m.Version, m.Expires.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
-	case m.Serial <= p.RunningSerial:
+	case m.Serial < p.RunningSerial:
+		return nil, fmt.Errorf("%w: serial %d (%s) is below the running serial %d", ErrOlder, m.Serial, m.Version, p.RunningSerial)
+	case m.Serial == p.RunningSerial:
 		return nil, fmt.Errorf("%w: serial %d (%s) is not above the running serial %d", ErrNotNewer, m.Serial, m.Version, p.RunningSerial)
 	case m.Serial < floor:
 		return nil, fmt.Errorf("%w: serial %d (%s) is below min_serial %d", ErrBelowMinSerial, m.Serial, m.Version, floor)

@@ -23,7 +23,7 @@ import (
 )
 
 // ErrUnsigned is a release directory whose manifest.json is not signed.
-var ErrUnsigned = fmt.Errorf("%w: manifest.json is not signed (sign it with `updater sign`)", manifest.ErrBadSignature)
+var ErrUnsigned = manifest.ErrUnsigned
 
 // maxIndex bounds the chunk index read from a store: a full slot's index
 // is about 1.4 MiB.
