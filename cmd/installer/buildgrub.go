@@ -15,7 +15,9 @@ func newBuildGrubCmd() *cobra.Command {
 		Use:   "build-grub --out DIR",
 		Short: "Build the GRUB images install writes (boot.img, core.img, BOOTX64.EFI) with grub-mkimage",
 		Long: `build-grub runs grub-mkimage once at build time, so that install never
-needs grub-install on the target. The output is reproducible.`,
+needs grub-install on the target. The output is reproducible.
+
+` + cli.ExitCodesHelp,
 		Example: `  installer build-grub --out build/grub`,
 		Args:    cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {

@@ -25,6 +25,11 @@ func newInspectCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "inspect --disk DEVICE|FILE",
 		Short: "Show a twinroot disk's partitions, boot state and slot versions",
+		Long: `inspect reads a twinroot disk without changing it: its partitions, its boot
+state, and for each slot the image's version, serial, compression, size
+and the keys it trusts.
+
+` + cli.ExitCodesHelp,
 		Example: `  installer inspect --disk disk.img
   installer inspect --disk /dev/sdb -o json`,
 		Args: cli.NoArgs,

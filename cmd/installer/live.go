@@ -25,7 +25,9 @@ func newLiveCmd() *cobra.Command {
 twinroot.disk=, twinroot.yes=1 and twinroot.wipe-data=1 from the kernel
 command line, installs the release on the medium and powers off. On a
 failure it prints "install failed: <reason>" and powers off only after
-Enter is pressed.`,
+Enter is pressed.
+
+` + cli.ExitCodesHelp,
 		Args: cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if os.Getpid() != 1 {

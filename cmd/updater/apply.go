@@ -1,19 +1,17 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
 	"github.com/twinroot/twinroot/internal/agent"
-	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/cli"
 	"github.com/twinroot/twinroot/internal/config"
-	"github.com/twinroot/twinroot/internal/state"
 )
 
 type applyOptions struct {
@@ -69,97 +67,76 @@ takes the same journaled, resumable, delta path.
 }
 
 func runApply(c *cobra.Command, o applyOptions, w io.Writer) error {
-	if err := o.out.Validate(); err != nil {
+	if err := o.validate(); err != nil {
 		return err
 	}
-	if o.tries < 0 || o.tries > 3 {
-		return cli.UsageError{Err: fmt.Errorf("--tries %d: want 1 to 3", o.tries)}
-	}
-	d, running, err := o.dev.Open()
+	d, err := openDevice(o.out, o.dev, &o.cfg)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	cfg, st, err := o.cfg.load()
-	if err != nil {
+	if _, err := d.config(); err != nil {
 		return err
 	}
-	return applyChannel(c, d, running, cfg, st, o, w)
+	_, err = applyRound(c, d, o, w)
+	return err
 }
 
-// applyChannel applies the newest release of the config's channel on a
-// disk already open, with the config already loaded: updater boot shares it.
-func applyChannel(c *cobra.Command, d *bootstate.Disk, running bootstate.Slot, cfg *config.Config, st state.Store, o applyOptions, w io.Writer) error {
-	progress := cli.Progress(os.Stderr, "writing slot "+string(running.Other()))
-	tries := o.tries
-	if tries == 0 {
-		tries = cfg.TrialBoots
+// validate checks the flags that openDevice does not.
+func (o applyOptions) validate() error {
+	if o.tries < 0 || o.tries > config.MaxTrialBoots {
+		return cli.UsageError{Err: fmt.Errorf("--tries %d: want 1 to %d", o.tries, config.MaxTrialBoots)}
 	}
-	policy := cfg.Reboot.Policy
+	switch config.Policy(o.reboot) {
+	case "", config.PolicyNow, config.PolicyWindow, config.PolicyNextBoot:
+		return nil
+	}
+	return cli.UsageError{Err: fmt.Errorf("--reboot %q: want now, window or next-boot", o.reboot)}
+}
+
+// applyRound runs one round of the channel (agent.Round) on a device
+// whose config loaded, prints it, and reboots when the round says so:
+// updater apply, boot and daemon share it.
+func applyRound(c *cobra.Command, d *device, o applyOptions, w io.Writer) (agent.RoundResult, error) {
+	cfg := d.cfg
+	reboot := cfg.Reboot
 	if o.reboot != "" {
-		policy = config.Policy(o.reboot)
-		if policy != config.PolicyNow && policy != config.PolicyWindow && policy != config.PolicyNextBoot {
-			return cli.UsageError{Err: fmt.Errorf("--reboot %q: want now, window or next-boot", o.reboot)}
-		}
+		reboot.Policy = config.Policy(o.reboot)
 	}
-	src, err := openSource(c.Context(), cfg, o.from)
+	tries := cmp.Or(o.tries, cfg.TrialBoots)
+	src, err := d.source(c.Context(), o.from)
 	if err != nil {
-		return err
+		return agent.RoundResult{}, err
 	}
-	ck, err := newChecker(d, running, cfg, st, src)
+	ck, err := d.checker(src)
 	if err != nil {
-		return err
+		return agent.RoundResult{}, err
 	}
-	cr, err := ck.Check(c.Context())
-	if err != nil {
-		return err
-	}
-	if cr.Outcome != agent.CheckAvailable {
-		if o.out.JSON() {
-			cli.WriteJSON(w, cr)
-		} else {
-			fmt.Fprintf(w, "%s: %s\n", cr.Outcome, cr.Reason)
-		}
-		if cr.Outcome == agent.CheckRefused {
-			return cli.Refused(cr.Reason)
-		}
-		return nil
-	}
-	u := agent.Updater{Disk: d, Running: running, Source: src, Channel: cfg.Channel, Tries: tries, State: st,
-		Progress: progress, Log: cli.Logger(os.Stderr, false), ReadBack: o.readBack}
-	r, err := u.Apply(c.Context(), cr.Manifest)
-	if err != nil {
-		return err
-	}
+	log := cli.Logger(os.Stderr, false)
+	u := &agent.Updater{Disk: d.disk, Running: d.running, Source: src, Channel: cfg.Channel, Tries: tries, State: d.state,
+		Progress: cli.Progress(os.Stderr, "writing slot "+string(d.running.Other())), Log: log, ReadBack: o.readBack}
+	round := agent.Round{Checker: ck, Updater: u, Reboot: reboot, Offline: d.offline, Log: log}
+	res, err := round.Run(c.Context())
 	if o.out.JSON() {
-		cli.WriteJSON(w, r)
-	} else {
-		fmt.Fprintf(w, "slot %s: %s (serial %d) written and verified; fetched %d bytes, reused %d; armed for %d trial boot(s)\n",
-			r.Slot, r.Version, r.Serial, r.Stats.FetchedCompressed, r.Stats.Reused, r.State.Tries)
-	}
-	if o.out.JSON() {
+		cli.WriteJSON(w, res)
 		w = os.Stderr // stdout holds one JSON document
+	} else if a := res.Apply; a != nil {
+		fmt.Fprintf(w, "slot %s: %s (serial %d) written and verified; fetched %d bytes, reused %d; armed for %d trial boot(s)\n",
+			a.Slot, a.Version, a.Serial, a.Stats.FetchedCompressed, a.Stats.Reused, a.State.Tries)
+	} else if res.Check.Outcome != "" {
+		fmt.Fprintf(w, "%s: %s\n", res.Check.Outcome, res.Check.Reason)
 	}
-	return rebootPer(policy, cfg.Reboot.Window, o.dev.Offline(), w)
-}
-
-// rebootPer reboots into the armed slot as the policy says.
-func rebootPer(policy config.Policy, window config.Window, offline bool, w io.Writer) error {
-	switch {
-	case policy == config.PolicyNextBoot:
-		fmt.Fprintln(w, "the trial boot happens at the next boot")
-		return nil
-	case policy == config.PolicyWindow && !window.Contains(time.Now()):
-		fmt.Fprintf(w, "the trial boot happens in the maintenance window %s (next at %s)\n", window, window.Next(time.Now()).Format(time.RFC3339))
-		return nil
-	case offline:
-		fmt.Fprintln(w, "offline disk: boot it to try the new slot")
-		return nil
+	if err != nil {
+		return res, err
 	}
-	fmt.Fprintln(w, "twinroot: rebooting into the trial slot")
-	unix.Sync()
-	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
-		return fmt.Errorf("reboot: %w", err)
+	if res.Message != "" {
+		fmt.Fprintln(w, res.Message)
 	}
-	return nil
+	if res.RebootNow() {
+		unix.Sync()
+		if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
+			return res, fmt.Errorf("reboot: %w", err)
+		}
+	}
+	return res, nil
 }

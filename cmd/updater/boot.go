@@ -59,19 +59,16 @@ applies a newer release as updater apply does.
 }
 
 func runBoot(c *cobra.Command, o bootOptions, w io.Writer) error {
-	if err := o.out.Validate(); err != nil {
-		return err
-	}
-	d, running, err := o.dev.Open()
+	d, err := openDevice(o.out, o.dev, &o.cfg)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
 	log := cli.Logger(os.Stderr, o.verbose)
-	cfg, st, cfgErr := o.cfg.load()
-	b := agent.Boot{Disk: d, Running: running, Gate: o.gate, Log: log}
+	cfg, cfgErr := d.config()
+	b := agent.Boot{Disk: d.disk, Running: d.running, Gate: o.gate, Log: log}
 	if cfgErr == nil {
-		b.State = &st
+		b.State = &d.state
 		if len(o.gate.Commands)+len(o.gate.Units) == 0 {
 			b.Gate = health.Gate{Commands: cfg.Health.Commands, Units: cfg.Health.Units, Deadline: cfg.Health.Deadline}
 		}
@@ -94,7 +91,7 @@ func runBoot(c *cobra.Command, o bootOptions, w io.Writer) error {
 	}
 	if !r.Reboot {
 		if errors.Is(cfgErr, os.ErrNotExist) {
-			log.Info("no device config: not checking for updates", "config", o.cfg.path)
+			log.Info("no device config: not checking for updates", "config", d.cfgPath)
 			return nil
 		}
 		if cfgErr != nil {
@@ -103,9 +100,10 @@ func runBoot(c *cobra.Command, o bootOptions, w io.Writer) error {
 		if r.Phase != bootstate.Committed && r.Phase != bootstate.TrialFailed {
 			return nil // a trial is pending or this slot is not the committed one
 		}
-		return applyChannel(c, d, running, cfg, st, applyOptions{dev: o.dev, cfg: o.cfg, out: o.out}, w)
+		_, err := applyRound(c, d, applyOptions{out: o.out}, w)
+		return err
 	}
-	if o.noReboot || o.dev.Offline() {
+	if o.noReboot || d.offline {
 		return agent.ErrRebootNeeded
 	}
 	fmt.Fprintln(w, "twinroot: rebooting")

@@ -62,15 +62,12 @@ when that slot is ok (it held the previous version). Reboot to apply.
 }
 
 func runTransition(o transitionOptions, w io.Writer, verb string, f func(bootstate.State, bootstate.Slot) (bootstate.State, error)) error {
-	if err := o.out.Validate(); err != nil {
-		return err
-	}
-	d, running, err := o.dev.Open()
+	d, err := openDevice(o.out, o.dev, nil)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	st, err := d.Update(func(s bootstate.State) (bootstate.State, error) { return f(s, running) })
+	st, err := d.disk.Update(func(s bootstate.State) (bootstate.State, error) { return f(s, d.running) })
 	if err != nil {
 		return err
 	}

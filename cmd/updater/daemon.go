@@ -1,13 +1,13 @@
 package main
 
 import (
-	"errors"
 	"io"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/twinroot/twinroot/internal/agent"
 	"github.com/twinroot/twinroot/internal/cli"
 )
 
@@ -41,21 +41,15 @@ A systemd timer running updater apply does the same job.
 }
 
 func runDaemon(c *cobra.Command, o daemonOptions, w io.Writer) error {
+	if err := o.apply.validate(); err != nil {
+		return err
+	}
 	log := cli.Logger(os.Stderr, false)
 	for {
-		cfg, _, err := o.apply.cfg.load()
+		wait, err := daemonRound(c, o, w)
 		if err != nil {
-			return err // a config that does not load will not load next hour either
+			return err
 		}
-		err = runApply(c, o.apply, w)
-		switch {
-		case err == nil:
-		case errors.Is(err, cli.ErrRefused):
-			// already reported by the check, once per version
-		default:
-			log.Error("update round failed; retrying at the next interval", "err", err)
-		}
-		wait := cfg.NextCheck()
 		log.Info("next check", "in", wait.Round(time.Second))
 		select {
 		case <-c.Context().Done():
@@ -63,4 +57,28 @@ func runDaemon(c *cobra.Command, o daemonOptions, w io.Writer) error {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// daemonRound runs one round and says when the next is due. Only a device
+// that cannot be opened or a config that does not load ends the daemon:
+// they will not change by the next interval.
+func daemonRound(c *cobra.Command, o daemonOptions, w io.Writer) (time.Duration, error) {
+	d, err := openDevice(o.apply.out, o.apply.dev, &o.apply.cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer d.Close()
+	cfg, err := d.config()
+	if err != nil {
+		return 0, err
+	}
+	res, err := applyRound(c, d, o.apply, w)
+	switch {
+	case err == nil:
+	case res.Check.Outcome == agent.CheckRefused:
+		// reported by the round, once per version
+	default:
+		cli.Logger(os.Stderr, false).Error("update round failed; retrying at the next interval", "err", err)
+	}
+	return cfg.NextCheck(), nil
 }

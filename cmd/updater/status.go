@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"strings"
@@ -12,7 +13,6 @@ import (
 	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/cli"
-	"github.com/twinroot/twinroot/internal/config"
 	"github.com/twinroot/twinroot/internal/fetch"
 	"github.com/twinroot/twinroot/internal/partition"
 	"github.com/twinroot/twinroot/internal/state"
@@ -29,6 +29,12 @@ func newStatusCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "status",
 		Short: "Show the running, committed and trial slots and each slot's state and version",
+		Long: `status shows the boot state (committed slot, trial and boots left, the slot
+GRUB boots next), each slot's state, version and serial, and, from the
+updater state directory, the last check, the versions recorded bad and the
+progress of an apply in flight.
+
+` + cli.ExitCodesHelp,
 		Example: `  updater status
   updater status -o json --disk disk.img --running-slot a`,
 		Args: cli.NoArgs,
@@ -74,14 +80,12 @@ type applyStatus struct {
 }
 
 func runStatus(o statusOptions, w io.Writer) error {
-	if err := o.out.Validate(); err != nil {
-		return err
-	}
-	d, running, err := o.dev.Open()
+	dev, err := openDevice(o.out, o.dev, &o.cfg)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
+	defer dev.Close()
+	d, running := dev.disk, dev.running
 	st, err := d.Load()
 	if err != nil {
 		return err
@@ -99,7 +103,9 @@ func runStatus(o statusOptions, w io.Writer) error {
 		}
 		s.Slots[string(slot)] = ss
 	}
-	o.addState(&s, d.Layout)
+	if dir := cmp.Or(o.cfg.stateDir, dev.state.Dir); dir != "" {
+		addState(&s, state.Store{Dir: dir}, d.Layout)
+	}
 	if o.out.JSON() {
 		return cli.WriteJSON(w, s)
 	}
@@ -145,21 +151,13 @@ func runStatus(o statusOptions, w io.Writer) error {
 
 // addState adds what the updater state and the apply journal say, when
 // they can be found; status works without them.
-func (o statusOptions) addState(s *status, l partition.Layout) {
-	dir := o.cfg.stateDir
-	if dir == "" {
-		cfg, err := config.Load(o.cfg.path)
-		if err != nil {
-			return
-		}
-		dir = cfg.StateDir
-	}
-	st, err := state.Store{Dir: dir}.Load()
+func addState(s *status, store state.Store, l partition.Layout) {
+	st, err := store.Load()
 	if err != nil {
 		return
 	}
 	s.LastCheck, s.BadVersions, s.HighestSerial = st.LastCheck, st.BadVersions, st.HighestSerial
-	j, err := fetch.FileJournal{Path: state.Store{Dir: dir}.Path(state.JournalFile)}.Load()
+	j, err := fetch.FileJournal{Path: store.Path(state.JournalFile)}.Load()
 	if err != nil || j.Size == 0 {
 		return
 	}

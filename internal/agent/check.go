@@ -42,8 +42,10 @@ type CheckResult struct {
 	Manifest    *manifest.Manifest `json:"manifest,omitempty"`
 	// FirstReport is false when the same refusal of the same version was
 	// already reported: a permanent error is reported once, not in a loop.
-	FirstReport bool   `json:"-"`
-	Signed      []byte `json:"-"`
+	FirstReport bool `json:"-"`
+	// Err is the refusal, for CheckRefused: it wraps the rule's sentinel.
+	Err    error  `json:"-"`
+	Signed []byte `json:"-"`
 }
 
 // Check fetches latest.json (conditionally), verifies it against every
@@ -103,7 +105,7 @@ func (c *Checker) Check(ctx context.Context) (CheckResult, error) {
 	case errors.Is(verr, manifest.ErrNotNewer):
 		r.Outcome, r.Reason = CheckUpToDate, verr.Error()
 	default:
-		r.Outcome, r.Reason = CheckRefused, verr.Error()
+		r.Outcome, r.Reason, r.Err = CheckRefused, verr.Error(), verr
 		version := "?"
 		if m != nil {
 			version = m.Version

@@ -133,10 +133,3 @@ func Progress(w io.Writer, label string) func(done, total int64) {
 		}
 	}
 }
-
-// ErrRefused marks a refusal a command reports that has no sentinel of its
-// own (its text is already printed).
-var ErrRefused = refusal.New("refused")
-
-// Refused returns an error that exits with ExitRefused.
-func Refused(reason string) error { return fmt.Errorf("%w: %s", ErrRefused, reason) }

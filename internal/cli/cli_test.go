@@ -33,7 +33,7 @@ func TestExitCode(t *testing.T) {
 		{"manifest rule", fmt.Errorf("latest.json: %w", manifest.ErrExpired), ExitRefused},
 		{"shared sentinel", fmt.Errorf("slot b: %w", refusal.ErrDoesNotFit), ExitRefused},
 		{"disk check", fmt.Errorf("%w: /dev/sda", partition.ErrHoldsData), ExitRefused},
-		{"check outcome", Refused("serial 3 is below min_serial 4"), ExitRefused},
+		{"no sentinel", refusal.Errorf("serial 3 is below min_serial 4"), ExitRefused},
 		{"health gate", fmt.Errorf("trial: %w", health.ErrUnhealthy), ExitUnhealthy},
 	} {
 		if got := ExitCode(tc.err); got != tc.want {

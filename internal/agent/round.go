@@ -1,0 +1,81 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twinroot/twinroot/internal/config"
+)
+
+// Round is one round of the release channel, the job of `updater apply`,
+// of the daemon and of the boot once it is on a committed slot: check,
+// apply a release that passes every rule, then reboot into it as the
+// policy says.
+type Round struct {
+	Checker *Checker
+	Updater *Updater
+	Reboot  config.Reboot
+	// Offline is a disk that is not the running system's: it is never
+	// rebooted. The caller reboots when RoundResult.RebootNow says so.
+	Offline bool
+	Now     func() time.Time
+	Log     *slog.Logger
+}
+
+// RoundResult reports a round.
+type RoundResult struct {
+	Check CheckResult  `json:"check"`
+	Apply *ApplyResult `json:"apply,omitempty"`
+	// Boot says when the armed slot is tried: "now", "window", "next-boot"
+	// or "offline"; empty when nothing was armed.
+	Boot string `json:"trial_boot,omitempty"`
+	// Message is that, for a person.
+	Message string `json:"message,omitempty"`
+}
+
+// Run runs the round. A release the check refuses is an error wrapping the
+// refusal (reported once per version in the log); nothing newer is not.
+func (r *Round) Run(ctx context.Context) (RoundResult, error) {
+	now := time.Now
+	if r.Now != nil {
+		now = r.Now
+	}
+	var res RoundResult
+	cr, err := r.Checker.Check(ctx)
+	res.Check = cr
+	if err != nil {
+		return res, err
+	}
+	switch cr.Outcome {
+	case CheckUpToDate:
+		return res, nil
+	case CheckRefused:
+		if cr.FirstReport && r.Log != nil {
+			r.Log.Error("release refused", "channel", r.Checker.Channel, "reason", cr.Reason)
+		}
+		return res, cr.Err
+	}
+	a, err := r.Updater.Apply(ctx, cr.Manifest)
+	if err != nil {
+		return res, err
+	}
+	res.Apply = &a
+	w := r.Reboot.Window
+	switch t := now(); {
+	case r.Reboot.Policy == config.PolicyNextBoot:
+		res.Boot, res.Message = "next-boot", "the trial boot happens at the next boot"
+	case r.Reboot.Policy == config.PolicyWindow && !w.Contains(t):
+		res.Boot = "window"
+		res.Message = fmt.Sprintf("the trial boot happens in the maintenance window %s (next at %s)", w, w.Next(t).Format(time.RFC3339))
+	case r.Offline:
+		res.Boot, res.Message = "offline", "offline disk: boot it to try the new slot"
+	default:
+		res.Boot, res.Message = "now", "rebooting into the trial slot"
+	}
+	return res, nil
+}
+
+// RebootNow reports whether the round's result asks for a reboot now.
+func (r RoundResult) RebootNow() bool { return r.Boot == "now" }
