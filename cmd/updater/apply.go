@@ -129,14 +129,16 @@ func applyRound(c *cobra.Command, d *device, o applyOptions, w io.Writer) (agent
 	if err != nil {
 		return res, err
 	}
-	if res.Message != "" {
-		fmt.Fprintln(w, res.Message)
-	}
-	if res.RebootNow() {
-		unix.Sync()
-		if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
-			return res, fmt.Errorf("reboot: %w", err)
+	if !res.RebootNow() {
+		if res.Message != "" {
+			fmt.Fprintln(w, res.Message)
 		}
+		return res, nil
+	}
+	fmt.Fprintln(w, "twinroot: "+res.Message)
+	unix.Sync()
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
+		return res, fmt.Errorf("reboot: %w", err)
 	}
 	return res, nil
 }
