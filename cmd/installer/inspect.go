@@ -92,7 +92,11 @@ func runInspect(o inspectOptions, w io.Writer) error {
 	for _, s := range []string{"a", "b"} {
 		desc := "no image"
 		if i := in.Slots[s]; i != nil {
-			desc = fmt.Sprintf("version %q (serial %d), %s squashfs, %d bytes, trusts %s", i.Version, i.Serial, i.Compression, i.Size, strings.Join(i.Keys, " "))
+			trusts := "trusts no key"
+			if len(i.Keys) > 0 {
+				trusts = "trusts " + strings.Join(i.Keys, " ")
+			}
+			desc = fmt.Sprintf("version %q (serial %d), %s squashfs, %d bytes, %s", i.Version, i.Serial, i.Compression, i.Size, trusts)
 		}
 		fmt.Fprintf(tw, "slot %s\t%s\t%s\n", s, st.Of(partition.Slot(s)), desc)
 	}
