@@ -169,8 +169,9 @@ func TestDelta(t *testing.T) {
 
 // TestDeltaSweep prints, for each squashfs compression and several chunker
 // parameters, what images that differ by one small file (changed, or added)
-// share, and what a device would fetch. It is the measurement behind
-// DefaultParams; run it with TWINROOT_CHUNK_SWEEP=1 (a few minutes).
+// share, and what a device would fetch, on a generated root; bench/delta
+// measures real Debian updates. Run it with TWINROOT_CHUNK_SWEEP=1 (a few
+// minutes).
 func TestDeltaSweep(t *testing.T) {
 	if os.Getenv("TWINROOT_CHUNK_SWEEP") == "" {
 		t.Skip("set TWINROOT_CHUNK_SWEEP=1 to measure")
@@ -187,9 +188,11 @@ func TestDeltaSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	sweep := []Params{
-		{Polynomial, 16 << 10, 256 << 10, 16},
-		{Polynomial, 64 << 10, 1 << 20, 17},
-		{Polynomial, 256 << 10, 4 << 20, 19},
+		DefaultParams,
+		{Polynomial: Polynomial, MinSize: 4 << 10, MaxSize: 256 << 10, AverageBits: 16, CutXZ: true},
+		{Polynomial: Polynomial, MinSize: 16 << 10, MaxSize: 256 << 10, AverageBits: 16},
+		{Polynomial: Polynomial, MinSize: 64 << 10, MaxSize: 1 << 20, AverageBits: 17},
+		{Polynomial: Polynomial, MinSize: 256 << 10, MaxSize: 4 << 20, AverageBits: 19},
 	}
 	for _, comp := range []string{"xz", "xz-nofrag", "gzip", "none"} {
 		img := func(name string) string { return filepath.Join(dir, comp+"-"+name+".img") }
@@ -213,8 +216,8 @@ func TestDeltaSweep(t *testing.T) {
 		for _, p := range sweep {
 			ia := buildFile(t, img("a"), p)
 			avg := ia.Size / int64(len(ia.Chunks))
-			t.Logf("%-4s image %3d MB (mksquashfs %v), object %3d MB; min %3dK max %4dK bits %d: %4d chunks avg %3dK, index %3d KiB",
-				comp, ia.Size>>20, took.Round(100*time.Millisecond), ia.CompressedSize>>20, p.MinSize>>10, p.MaxSize>>10, p.AverageBits,
+			t.Logf("%-4s image %3d MB (mksquashfs %v), object %3d MB; min %3dK max %4dK bits %d cut-xz %-5v: %4d chunks avg %3dK, index %3d KiB",
+				comp, ia.Size>>20, took.Round(100*time.Millisecond), ia.CompressedSize>>20, p.MinSize>>10, p.MaxSize>>10, p.AverageBits, p.CutXZ,
 				len(ia.Chunks), avg>>10, (headerSize+entrySize*len(ia.Chunks))>>10)
 			for _, change := range []string{"changed", "added"} {
 				ib := buildFile(t, img(change), p)

@@ -10,6 +10,8 @@ const (
 	headerSize = 96
 	entrySize  = 56
 	version    = 1
+	// flagCutXZ in the header's flags is Params.CutXZ.
+	flagCutXZ = 1
 	// maxOffset bounds every offset and size before it becomes an int64;
 	// MaxChunks chunks of MaxChunkSize stay far below it.
 	maxOffset = 1 << 62
@@ -31,6 +33,9 @@ func (idx *Index) MarshalBinary() ([]byte, error) {
 	le := binary.LittleEndian
 	copy(b[0:8], magic[:])
 	le.PutUint32(b[8:], version)
+	if idx.Params.CutXZ {
+		le.PutUint32(b[12:], flagCutXZ)
+	}
 	le.PutUint64(b[16:], idx.Params.Polynomial)
 	le.PutUint32(b[24:], idx.Params.MinSize)
 	le.PutUint32(b[28:], idx.Params.MaxSize)
@@ -74,8 +79,9 @@ func ParseIndex(b []byte) (*Index, error) {
 	if v := le.Uint32(b[8:]); v != version {
 		return nil, fmt.Errorf("%w: format version %d, this reader knows %d", ErrMalformed, v, version)
 	}
-	if f, r := le.Uint32(b[12:]), le.Uint32(b[36:]); f != 0 || r != 0 {
-		return nil, fmt.Errorf("%w: flags %#x and reserved %#x must be zero", ErrMalformed, f, r)
+	flags := le.Uint32(b[12:])
+	if r := le.Uint32(b[36:]); flags&^flagCutXZ != 0 || r != 0 {
+		return nil, fmt.Errorf("%w: flags %#x (known %#x) and reserved %#x must be zero", ErrMalformed, flags&^flagCutXZ, flagCutXZ, r)
 	}
 	// Counts and sizes are checked as unsigned before any conversion or
 	// allocation, so a huge or negative-looking value is refused, not used.
@@ -96,6 +102,7 @@ func ParseIndex(b []byte) (*Index, error) {
 			MinSize:     le.Uint32(b[24:]),
 			MaxSize:     le.Uint32(b[28:]),
 			AverageBits: le.Uint32(b[32:]),
+			CutXZ:       flags&flagCutXZ != 0,
 		},
 		Size:           int64(size),
 		CompressedSize: int64(csize),

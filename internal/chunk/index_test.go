@@ -45,7 +45,7 @@ func TestParseIndexRefuses(t *testing.T) {
 		{"empty", func(b []byte) []byte { return nil }, "shorter than"},
 		{"magic", func(b []byte) []byte { b[0] = 'X'; return b }, "magic"},
 		{"version", func(b []byte) []byte { le.PutUint32(b[8:], 2); return b }, "version 2"},
-		{"flags", func(b []byte) []byte { b[12] = 1; return b }, "must be zero"},
+		{"flags", func(b []byte) []byte { b[12] = 2; return b }, "must be zero"},
 		{"reserved", func(b []byte) []byte { b[36] = 1; return b }, "must be zero"},
 		{"polynomial", func(b []byte) []byte { le.PutUint64(b[16:], Polynomial+2); return b }, "polynomial"},
 		{"min above max", func(b []byte) []byte { le.PutUint32(b[24:], 1<<20); return b }, "chunk sizes"},

@@ -133,34 +133,41 @@ type run struct {
 	start int // first chunk this run writes
 	plan  []origin
 	n     counters
-	bufs  chan *buffers
 
-	// The fetcher's batch of jobs not handed on yet, and where it goes.
+	out    *stream.Sequential // the slot's ring: chunks are placed in it, written in order
+	frames *frameRing         // compressed frames between the fetcher and the workers
+	jobs   chan *job          // free jobs: at most maxJobs chunks are in flight
+
+	// The fetcher's batch of jobs not handed on yet, and where it goes; and
+	// the job of a frame a failed request did not deliver, kept for the retry.
 	batch       []*job
 	order, work chan []*job
+	pending     *job
 }
 
-// Jobs travel between the stages in batches of up to batchLen (and the
-// pipeline holds inflight chunks): a hand-over per chunk made the stages
-// wait on each other's wake-ups more than on their work.
+// Jobs travel between the stages in batches of up to batchLen: a hand-over
+// per chunk made the stages wait on each other's wake-ups more than on
+// their work. The memory in flight is the slot's ring (ringSize: chunks
+// being decoded into it, and the bytes the disk has not taken yet) and the
+// frame ring (frameRingSize: frames fetched and not yet decoded), both
+// grown for an index whose chunks are larger than the default's.
 const (
-	batchLen = 8
-	inflight = 3 * batchLen
+	batchLen      = 8
+	maxJobs       = 256
+	ringSize      = 8 << 20
+	writeUnit     = 1 << 20
+	frameRingSize = 2 << 20
 )
 
-// buffers of one chunk in flight; they grow to the largest chunk seen.
-type buffers struct {
-	frame, data []byte
-}
-
-// job is one chunk on its way to the writer; done is closed when data (or
-// err) is set by a worker.
+// job is one chunk on its way to the writer. A worker fills slot (or sets
+// err) and then sends on done.
 type job struct {
-	i    int
-	buf  *buffers
-	data []byte
-	err  error
-	done chan struct{}
+	i     int
+	slot  stream.Slot // the chunk's place in the ring, at its disk offset
+	frame []byte      // its frame, in the frame ring (a fetched chunk)
+	used  int64       // frame ring bytes to give back once it is written
+	err   error
+	done  chan struct{} // capacity 1
 }
 
 // Apply writes the release described by o.Index into the target slot, reusing
@@ -370,12 +377,27 @@ func (r *run) spans() []span {
 
 // pipeline runs the fetcher, the workers and the writer (doc.go).
 func (r *run) pipeline(ctx context.Context) error {
-	r.bufs = make(chan *buffers, inflight)
-	for range inflight {
-		r.bufs <- &buffers{}
+	var maxLen, maxFrame int64
+	for _, c := range r.idx.Chunks[r.start:] {
+		maxLen, maxFrame = max(maxLen, c.Length), max(maxFrame, c.CompressedLength)
 	}
-	r.order = make(chan []*job, inflight)
-	r.work = make(chan []*job, inflight)
+	sz := stream.SequentialSizes{Ring: int(max(ringSize, 4*maxLen)), Slot: int(maxLen), Unit: writeUnit}
+	out, err := r.openSink(r.idx.Chunks[r.start].Offset, sz)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	r.out = out
+	if r.frames, err = newFrameRing(max(frameRingSize, 2*maxFrame)); err != nil {
+		return err
+	}
+	defer r.frames.close()
+	r.jobs = make(chan *job, maxJobs)
+	for range maxJobs {
+		r.jobs <- &job{done: make(chan struct{}, 1)}
+	}
+	r.order = make(chan []*job, maxJobs/batchLen)
+	r.work = make(chan []*job, maxJobs/batchLen)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer close(r.order)
@@ -387,10 +409,11 @@ func (r *run) pipeline(ctx context.Context) error {
 	})
 	for range r.o.Workers {
 		g.Go(func() error {
+			var scratch []byte // a frame fetched on its own
 			for b := range r.work {
 				for _, j := range b {
-					j.data, j.err = r.prepare(gctx, j)
-					close(j.done)
+					j.err = r.prepare(gctx, j, &scratch)
+					j.done <- struct{}{}
 				}
 			}
 			return nil
@@ -402,23 +425,51 @@ func (r *run) pipeline(ctx context.Context) error {
 	return g.Wait()
 }
 
-// newJob takes a buffer pair, waiting while the pipeline is full; before it
-// waits, it hands on the batch, whose chunks are what frees buffers.
+// newJob takes a job for chunk i with its place in the ring and, for a
+// fetched chunk, room for its frame, waiting while the pipeline is full;
+// before it waits, it hands on the batch, whose chunks are what frees room.
 func (r *run) newJob(ctx context.Context, i int) (*job, error) {
-	var b *buffers
+	if j := r.pending; j != nil && j.i == i {
+		r.pending = nil
+		return j, nil
+	}
+	var j *job
 	select {
-	case b = <-r.bufs:
+	case j = <-r.jobs:
 	default:
 		if err := r.flush(ctx); err != nil {
 			return nil, err
 		}
 		select {
-		case b = <-r.bufs:
+		case j = <-r.jobs:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
-	return &job{i: i, buf: b, done: make(chan struct{})}, nil
+	c := r.idx.Chunks[i]
+	j.i, j.err, j.frame, j.used = i, nil, nil, 0
+	sl, ok, err := r.out.TryReserve(int(c.Length))
+	if err == nil && !ok {
+		if err = r.flush(ctx); err == nil {
+			sl, err = r.out.Reserve(ctx, int(c.Length))
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	j.slot = sl
+	if r.plan[i].kind == fromSource {
+		j.frame, j.used, ok = r.frames.take(c.CompressedLength)
+		if !ok {
+			if err := r.flush(ctx); err != nil {
+				return nil, err
+			}
+			if j.frame, j.used, err = r.frames.wait(ctx, c.CompressedLength); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return j, nil
 }
 
 // send adds j to the batch, and hands the batch on when it is full.
@@ -534,9 +585,8 @@ func (r *run) readSpan(ctx context.Context, body io.Reader, next, last int, atte
 			}
 			continue
 		}
-		j.buf.frame = grow(j.buf.frame, c.CompressedLength)
-		if _, err := io.ReadFull(body, j.buf.frame); err != nil {
-			r.bufs <- j.buf
+		if _, err := io.ReadFull(body, j.frame); err != nil {
+			r.pending = j // the retry reads its frame into the same room
 			return next, err
 		}
 		*attempt = 0
@@ -547,61 +597,74 @@ func (r *run) readSpan(ctx context.Context, body io.Reader, next, last int, atte
 	return next, nil
 }
 
-// prepare produces the raw bytes of chunk j.i, checked against the index:
-// read from the running slot, or decompressed from its frame.
-func (r *run) prepare(ctx context.Context, j *job) ([]byte, error) {
+// prepare puts the raw bytes of chunk j.i in its slot, checked against the
+// index: read from the running slot, or decompressed from its frame.
+// scratch holds a frame fetched on its own.
+func (r *run) prepare(ctx context.Context, j *job, scratch *[]byte) error {
 	c := r.idx.Chunks[j.i]
 	where := func() string {
 		return fmt.Sprintf("chunk %d (raw %d+%d, compressed %d+%d)", j.i, c.Offset, c.Length, c.CompressedOffset, c.CompressedLength)
 	}
+	frame := j.frame
 	switch o := r.plan[j.i]; o.kind {
 	case fromTarget:
-		return nil, nil // the writer copies it
+		return nil // the writer copies it
 	case fromRunning:
-		data := grow(j.buf.data, c.Length)
-		j.buf.data = data
-		if _, err := r.o.Running.ReadAt(data, o.off); err == nil && sha256.Sum256(data) == c.SHA256 {
+		if _, err := r.o.Running.ReadAt(j.slot.Buf, o.off); err == nil && sha256.Sum256(j.slot.Buf) == c.SHA256 {
 			r.n.reused.Add(c.Length)
-			return data, nil
+			return nil
 		}
 		// Not there after all (a read error, or a RunningIndex that does
 		// not describe the running slot): fetched on its own instead.
 		r.n.misses.Add(1)
-		j.buf.frame = grow(j.buf.frame, c.CompressedLength)
-		if err := r.fetchFrame(ctx, j); err != nil {
-			return nil, fmt.Errorf("%s, not found in the running slot: %w", where(), err)
+		*scratch = grow(*scratch, c.CompressedLength)
+		frame = *scratch
+		if err := r.fetchFrame(ctx, j.i, frame); err != nil {
+			return fmt.Errorf("%s, not found in the running slot: %w", where(), err)
 		}
 	}
-	data, err := chunk.AppendChunk(j.buf.data[:0], c, j.buf.frame)
-	j.buf.data = data[:0]
+	err := decode(j.slot.Buf, c, frame)
 	if errors.Is(err, chunk.ErrCorrupt) {
 		// Fetched again on its own: a byte flipped on the wire heals, a
 		// corrupt object fails the same way twice.
 		r.n.refetched.Add(1)
-		if err := r.fetchFrame(ctx, j); err != nil {
-			return nil, fmt.Errorf("%s: fetch again: %w", where(), err)
+		*scratch = grow(*scratch, c.CompressedLength)
+		frame = *scratch
+		if err := r.fetchFrame(ctx, j.i, frame); err != nil {
+			return fmt.Errorf("%s: fetch again: %w", where(), err)
 		}
-		data, err = chunk.AppendChunk(j.buf.data[:0], c, j.buf.frame)
-		j.buf.data = data[:0]
-		if err != nil {
+		if err = decode(j.slot.Buf, c, frame); err != nil {
 			err = fmt.Errorf("%w (fetched twice)", err)
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s of %s: %w; not written", where(), r.o.ObjectKey, err)
+		return fmt.Errorf("%s of %s: %w; not written", where(), r.o.ObjectKey, err)
 	}
 	r.n.fetched.Add(c.Length)
-	return data, nil
+	return nil
 }
 
-// fetchFrame reads the frame of chunk j.i with a request of its own.
-func (r *run) fetchFrame(ctx context.Context, j *job) error {
-	c := r.idx.Chunks[j.i]
+// decode decompresses frame straight into dst, the chunk's slot, and checks
+// it against the index.
+func decode(dst []byte, c chunk.Chunk, frame []byte) error {
+	out, err := chunk.AppendChunk(dst[:0], c, frame)
+	if err != nil {
+		return err
+	}
+	if len(out) > 0 && &out[0] != &dst[0] {
+		copy(dst, out) // not decoded in place (the slot's capacity is the chunk's length)
+	}
+	return nil
+}
+
+// fetchFrame reads the frame of chunk i into frame with a request of its own.
+func (r *run) fetchFrame(ctx context.Context, i int, frame []byte) error {
+	c := r.idx.Chunks[i]
 	attempt := 0
 	for {
 		body, err := r.openRange(ctx, c.CompressedOffset, c.CompressedLength)
 		if err == nil {
-			_, err = io.ReadFull(body, j.buf.frame[:c.CompressedLength])
+			_, err = io.ReadFull(body, frame)
 			body.Close()
 		}
 		if err == nil {
@@ -613,16 +676,12 @@ func (r *run) fetchFrame(ctx context.Context, j *job) error {
 	}
 }
 
-// writer writes the chunks in order, and hands the count of chunks written
-// to the syncer every SyncEvery bytes or syncInterval.
+// writer commits the chunks to the ring in order (the ring writes them to
+// the disk), and hands the count of chunks written to the syncer every
+// SyncEvery bytes or syncInterval.
 func (r *run) writer(ctx context.Context, synced chan int) error {
 	defer close(synced)
 	cs := r.idx.Chunks
-	out, err := r.openSink(cs[r.start].Offset)
-	if err != nil {
-		return err
-	}
-	defer out.Close()
 	var unsynced int64
 	lastSave := time.Now()
 	for b := range r.order {
@@ -635,28 +694,28 @@ func (r *run) writer(ctx context.Context, synced chan int) error {
 			if j.err != nil {
 				return j.err
 			}
-			c := cs[j.i]
-			data := j.data
-			if o := r.plan[j.i]; o.kind == fromTarget {
-				var err error
-				if data, err = r.readTarget(out, j, o.off); err != nil {
+			i, c := j.i, cs[j.i]
+			if o := r.plan[i]; o.kind == fromTarget {
+				if err := r.readTarget(j, o.off); err != nil {
 					return err
 				}
 			}
-			if _, err := out.Write(data); err != nil {
-				return fmt.Errorf("write chunk %d at %d: %w", j.i, r.o.TargetOffset+c.Offset, err)
+			if err := r.out.Commit(j.slot); err != nil {
+				return fmt.Errorf("write chunk %d at %d: %w", i, r.o.TargetOffset+c.Offset, err)
 			}
-			r.bufs <- j.buf
+			// The job is free from here on: the fetcher may take it at once.
+			r.frames.give(j.used)
+			r.jobs <- j
 			unsynced += c.Length
 			if r.o.Progress != nil {
 				r.o.Progress(c.Offset+c.Length, r.idx.Size)
 			}
-			last := j.i == len(cs)-1
+			last := i == len(cs)-1
 			if last || unsynced >= r.o.SyncEvery || time.Since(lastSave) >= syncInterval {
-				if err := out.Flush(); err != nil {
-					return err
+				if err := r.out.Flush(); err != nil {
+					return fmt.Errorf("write up to chunk %d: %w", i, err)
 				}
-				if err := handOver(ctx, synced, j.i+1, last); err != nil {
+				if err := handOver(ctx, synced, i+1, last); err != nil {
 					return err
 				}
 				unsynced, lastSave = 0, time.Now()
@@ -695,57 +754,32 @@ func (r *run) syncer(synced <-chan int) error {
 	return nil
 }
 
-// sink is where the writer puts the chunks, front to back.
-type sink interface {
-	io.Writer     // at the next offset
-	io.ReaderAt   // absolute disk offsets of bytes written before
-	Flush() error // everything written reaches the target (not synced)
-	Close() error
-}
-
 // openSink opens the target for writing from raw offset off of the slot:
 // a disk or a file is written through a descriptor of its own with
-// O_DIRECT (stream.Sequential); any other target through its WriteAt.
-func (r *run) openSink(off int64) (sink, error) {
+// O_DIRECT (stream.OpenSequential); any other target through its WriteAt.
+func (r *run) openSink(off int64, sz stream.SequentialSizes) (*stream.Sequential, error) {
 	if f, ok := r.o.Target.(interface{ Name() string }); ok {
-		s, err := stream.OpenSequential(f.Name(), r.o.TargetOffset+off)
+		s, err := stream.OpenSequential(f.Name(), r.o.TargetOffset+off, sz)
 		if err != nil {
 			return nil, fmt.Errorf("open target: %w", err)
 		}
 		return s, nil
 	}
-	return &writerAt{t: r.o.Target, off: r.o.TargetOffset + off}, nil
+	return stream.NewSequential(r.o.Target, r.o.TargetOffset+off, sz)
 }
 
-// writerAt is a sink over a Target's WriteAt.
-type writerAt struct {
-	t   Target
-	off int64
-}
-
-func (w *writerAt) Write(p []byte) (int, error) {
-	n, err := w.t.WriteAt(p, w.off)
-	w.off += int64(n)
-	return n, err
-}
-
-func (w *writerAt) ReadAt(p []byte, off int64) (int, error) { return w.t.ReadAt(p, off) }
-func (w *writerAt) Flush() error                            { return nil }
-func (w *writerAt) Close() error                            { return nil }
-
-// readTarget reads chunk j.i from where the same bytes were written before.
-func (r *run) readTarget(out sink, j *job, off int64) ([]byte, error) {
+// readTarget copies chunk j.i into its slot from where the same bytes were
+// written before, and checks them.
+func (r *run) readTarget(j *job, off int64) error {
 	c := r.idx.Chunks[j.i]
-	data := grow(j.buf.data, c.Length)
-	j.buf.data = data
-	if _, err := out.ReadAt(data, r.o.TargetOffset+off); err != nil {
-		return nil, fmt.Errorf("chunk %d: read its copy at %d: %w", j.i, r.o.TargetOffset+off, err)
+	if _, err := r.out.ReadAt(j.slot.Buf, r.o.TargetOffset+off); err != nil {
+		return fmt.Errorf("chunk %d: read its copy at %d: %w", j.i, r.o.TargetOffset+off, err)
 	}
-	if sha256.Sum256(data) != c.SHA256 {
-		return nil, fmt.Errorf("chunk %d: its copy at %d does not match the index", j.i, r.o.TargetOffset+off)
+	if sha256.Sum256(j.slot.Buf) != c.SHA256 {
+		return fmt.Errorf("chunk %d: its copy at %d does not match the index", j.i, r.o.TargetOffset+off)
 	}
 	r.n.reused.Add(c.Length)
-	return data, nil
+	return nil
 }
 
 // checkpoint makes the first n chunks durable, then records them.
@@ -799,3 +833,67 @@ func grow(b []byte, n int64) []byte {
 	}
 	return b[:n]
 }
+
+// frameRing holds the frames between the fetcher, which takes room for
+// them in chunk order, and the writer, which gives it back in the same
+// order once their chunks are decoded. It is mapped outside the Go heap.
+type frameRing struct {
+	mem   []byte
+	head  int64        // bytes taken since the start (the fetcher's)
+	tail  atomic.Int64 // bytes given back (the writer's)
+	freed chan struct{}
+}
+
+// newFrameRing maps a ring of n bytes; n must be at least twice the
+// largest frame, so a frame that skips the ring's end always fits.
+func newFrameRing(n int64) (*frameRing, error) {
+	mem, err := unix.Mmap(-1, 0, int(n), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, fmt.Errorf("map %d bytes for frames: %w", n, err)
+	}
+	return &frameRing{mem: mem, freed: make(chan struct{}, 1)}, nil
+}
+
+// take returns room for n contiguous bytes and the ring bytes it uses (a
+// frame does not wrap: the room left at the ring's end is skipped), or
+// false when the ring is full.
+func (f *frameRing) take(n int64) ([]byte, int64, bool) {
+	size := int64(len(f.mem))
+	p, skip := f.head%size, int64(0)
+	if p+n > size {
+		p, skip = 0, size-p
+	}
+	if f.head+skip+n-f.tail.Load() > size {
+		return nil, 0, false
+	}
+	f.head += skip + n
+	return f.mem[p : p+n : p+n], skip + n, true
+}
+
+// wait is take that waits for room.
+func (f *frameRing) wait(ctx context.Context, n int64) ([]byte, int64, error) {
+	for {
+		if b, used, ok := f.take(n); ok {
+			return b, used, nil
+		}
+		select {
+		case <-f.freed:
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+	}
+}
+
+// give gives back the ring bytes of the oldest frame taken.
+func (f *frameRing) give(used int64) {
+	if used == 0 {
+		return
+	}
+	f.tail.Add(used)
+	select {
+	case f.freed <- struct{}{}:
+	default:
+	}
+}
+
+func (f *frameRing) close() { unix.Munmap(f.mem) }

@@ -5,18 +5,17 @@ import (
 	"context"
 	"encoding/binary"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/twinroot/twinroot/internal/testenv"
 )
 
 // instImages builds the GRUB images into a temporary directory.
 func instImages(t *testing.T) Images {
 	t.Helper()
-	if _, err := exec.LookPath("grub-mkimage"); err != nil {
-		t.Skip("grub-mkimage is not installed (Debian: grub2-common grub-pc-bin grub-efi-amd64-bin)")
-	}
+	testenv.Need(t, "grub-mkimage")
 	dir := t.TempDir()
 	if err := BuildImages(context.Background(), dir); err != nil {
 		t.Fatal(err)
@@ -82,9 +81,7 @@ func TestLoadImagesMissing(t *testing.T) {
 }
 
 func TestBuildImagesNoModules(t *testing.T) {
-	if _, err := exec.LookPath("grub-mkimage"); err != nil {
-		t.Skip("grub-mkimage is not installed")
-	}
+	testenv.Need(t, "grub-mkimage")
 	err := Builder{LibDir: t.TempDir()}.Build(context.Background(), t.TempDir())
 	if err == nil {
 		t.Fatal("Build with an empty GRUB directory succeeded")

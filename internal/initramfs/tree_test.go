@@ -10,15 +10,18 @@ import (
 	"testing"
 
 	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/twinroot/twinroot/internal/testenv"
 )
 
 // TestAddProgram puts mke2fs with its libraries into a tree, as the
 // installer ISO does, and reads the archive back: ldd's list of the
 // program's libraries is in it, and the bytes are reproducible.
 func TestAddProgram(t *testing.T) {
+	testenv.Need(t, "mke2fs", "ldd")
 	mke2fs, err := exec.LookPath("mke2fs")
 	if err != nil {
-		t.Skip("mke2fs not installed (Debian: e2fsprogs)")
+		t.Fatal(err)
 	}
 	build := func() []byte {
 		tr := NewTree()
@@ -57,7 +60,7 @@ func TestAddProgram(t *testing.T) {
 	have := strings.Join(names, " ")
 	out, err := exec.Command("ldd", mke2fs).Output()
 	if err != nil {
-		t.Skipf("ldd: %v", err)
+		t.Fatalf("ldd: %v", err)
 	}
 	for _, l := range strings.Split(string(out), "\n") {
 		f := strings.Fields(l)

@@ -3,13 +3,13 @@ package install
 import (
 	"context"
 	"errors"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/partition"
+	"github.com/twinroot/twinroot/internal/testenv"
 )
 
 // attachLoop attaches path to a free loop device and detaches it when the
@@ -18,7 +18,7 @@ func attachLoop(t *testing.T, path string) string {
 	t.Helper()
 	out, err := exec.Command("losetup", "--find", "--show", path).CombinedOutput()
 	if err != nil {
-		t.Skipf("no loop device here (losetup: %v: %s)", err, out)
+		t.Fatalf("no loop device here (losetup: %v: %s)", err, out)
 	}
 	dev := strings.TrimSpace(string(out))
 	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
@@ -26,9 +26,7 @@ func attachLoop(t *testing.T, path string) string {
 }
 
 func TestInstallLoopDevice(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("loop devices need root")
-	}
+	testenv.NeedRoot(t)
 	g := grubDir(t)
 	img := squashfs(t, "2.0.0", 1<<20)
 	file := newDisk(t, partition.MinDiskSize(slotSize))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/twinroot/twinroot/internal/keys"
 	"github.com/twinroot/twinroot/internal/refusal"
+	"github.com/twinroot/twinroot/internal/testenv"
 )
 
 var now = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -245,11 +246,7 @@ func TestCheckArtifacts(t *testing.T) {
 // with this package: jq and base64 take it apart, openssl checks the
 // Ed25519 signature over the exact manifest bytes.
 func TestOpenSSLVerifies(t *testing.T) {
-	for _, tool := range []string{"openssl", "jq", "base64"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	testenv.Need(t, "openssl", "jq", "base64")
 	dir := t.TempDir()
 	k := key(t, 1)
 	signed := sign(t, release(), k)

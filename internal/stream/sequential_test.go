@@ -2,11 +2,16 @@ package stream
 
 import (
 	"bytes"
+	"context"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 )
+
+// testSizes make a small ring, so the tests wrap around it many times.
+var testSizes = SequentialSizes{Ring: 512 << 10, Slot: 150 << 10, Unit: 64 << 10}
 
 // TestSequential writes random pieces from unaligned offsets, flushing at
 // random moments, and checks the file: the written range holds the pieces,
@@ -21,7 +26,7 @@ func TestSequential(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			for seed := range uint64(12) {
 				rng := rand.New(rand.NewPCG(seed, 1))
-				size := 3*SequentialBuf + rng.IntN(SequentialBuf)
+				size := 3*testSizes.Ring + rng.IntN(testSizes.Ring)
 				before := make([]byte, size)
 				for i := range before {
 					before[i] = byte(rng.Uint32())
@@ -35,9 +40,9 @@ func TestSequential(t *testing.T) {
 				if seed%3 == 0 {
 					start = int64(rng.IntN(4)) * Block
 				}
-				length := int64(2*SequentialBuf + rng.IntN(SequentialBuf))
+				length := int64(2*testSizes.Ring + rng.IntN(testSizes.Ring))
 				want := append([]byte(nil), before...)
-				s, err := OpenSequential(path, start)
+				s, err := OpenSequential(path, start, testSizes)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -97,6 +102,112 @@ func TestSequential(t *testing.T) {
 						t.Fatalf("seed %d (start %d, length %d): byte %d is %#x, want %#x", seed, start, length, i, got[i], want[i])
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestSequentialSlots fills reserved slots from several goroutines in
+// random order and commits them in order, as fetch's workers and writer
+// do, into a file and into a plain WriterAt, and checks what was written.
+func TestSequentialSlots(t *testing.T) {
+	for _, kind := range []string{"file", "writerAt"} {
+		t.Run(kind, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(7, 9))
+			const size = 4 << 20
+			before := make([]byte, size)
+			for i := range before {
+				before[i] = byte(rng.Uint32())
+			}
+			path := filepath.Join(t.TempDir(), "slots.img")
+			if err := os.WriteFile(path, before, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			start := int64(1234)
+			var s *Sequential
+			var f *os.File
+			var err error
+			if kind == "file" {
+				s, err = OpenSequential(path, start, testSizes)
+			} else {
+				if f, err = os.OpenFile(path, os.O_RDWR, 0); err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				s, err = NewSequential(f, start, testSizes)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := append([]byte(nil), before...)
+			end := int64(size - 777)
+			type piece struct {
+				sl   Slot
+				data []byte
+				done chan struct{}
+			}
+			pieces := make(chan *piece, 16)
+			order := make(chan *piece, 16)
+			var wg sync.WaitGroup
+			for range 3 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for p := range pieces {
+						copy(p.sl.Buf, p.data)
+						close(p.done)
+					}
+				}()
+			}
+			go func() {
+				defer close(pieces)
+				defer close(order)
+				for off := start; off < end; {
+					n := min(int64(1+rng.IntN(int(testSizes.Slot))), end-off)
+					data := make([]byte, n)
+					for i := range data {
+						data[i] = byte(rng.Uint32())
+					}
+					copy(want[off:], data)
+					sl, err := s.Reserve(context.Background(), int(n))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if sl.Off != off || len(sl.Buf) != int(n) {
+						t.Errorf("Reserve(%d) = [%d, +%d), want [%d, +%d)", n, sl.Off, len(sl.Buf), off, n)
+						return
+					}
+					p := &piece{sl: sl, data: data, done: make(chan struct{})}
+					order <- p
+					pieces <- p
+					off += n
+				}
+			}()
+			for p := range order {
+				<-p.done
+				if err := s.Commit(p.sl); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wg.Wait()
+			if err := s.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				for i := range got {
+					if got[i] != want[i] {
+						t.Fatalf("byte %d is %#x, want %#x (region [%d, %d))", i, got[i], want[i], start, end)
+					}
+				}
+				t.Fatalf("file is %d bytes, want %d", len(got), len(want))
 			}
 		})
 	}

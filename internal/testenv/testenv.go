@@ -27,6 +27,13 @@ func NeedRoot(t testing.TB) {
 	}
 }
 
+// Missing fails t in CI and skips it elsewhere: what it needs (why says
+// what) is not on this machine.
+func Missing(t testing.TB, why string) {
+	t.Helper()
+	missing(t, why)
+}
+
 func missing(t testing.TB, why string) {
 	t.Helper()
 	if os.Getenv("CI") != "" {

@@ -3,6 +3,7 @@ package minimal
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/twinroot/twinroot/internal/initramfs"
+	"github.com/twinroot/twinroot/internal/testenv"
 )
 
 // kernelDir returns the kernel fetched by `make kernel` (build/kernel at the
@@ -28,7 +30,7 @@ func kernelDir(t *testing.T) string {
 		dir = filepath.Join(root, "build", "kernel")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "vmlinuz")); err != nil {
-		t.Skipf("no kernel in %s: run `make kernel` (or set TWINROOT_KERNEL_DIR)", dir)
+		testenv.Missing(t, fmt.Sprintf("no kernel in %s: run `make kernel` (or set TWINROOT_KERNEL_DIR)", dir))
 	}
 	return dir
 }
