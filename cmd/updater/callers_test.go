@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
-	"io"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -22,6 +20,7 @@ import (
 	"github.com/twinroot/twinroot/internal/partition"
 	"github.com/twinroot/twinroot/internal/refusal"
 	"github.com/twinroot/twinroot/internal/release"
+	"github.com/twinroot/twinroot/internal/testenv"
 )
 
 // TestBadReleaseEveryCaller gives the same bad release to each path into
@@ -118,13 +117,13 @@ func TestBadReleaseEveryCaller(t *testing.T) {
 				} else if out, err := exec.Command("cp", "--sparse=always", device, disk).CombinedOutput(); err != nil {
 					t.Fatalf("cp: %v: %s", err, out)
 				}
-				before := fileSum(t, disk)
+				before := testenv.FileSHA256(t, disk)
 				msg, code := call(disk)
 				t.Logf("%s: exit %d: %s", name, code, msg)
 				if code != cli.ExitRefused || !strings.Contains(msg, tc.reason) || strings.Contains(msg, "\n") {
 					t.Errorf("%s: exit %d, %q; want exit 3 and one line saying %q", name, code, msg, tc.reason)
 				}
-				if !tc.written && fileSum(t, disk) != before {
+				if !tc.written && testenv.FileSHA256(t, disk) != before {
 					t.Errorf("%s: the disk changed, though the refusal came before the first write", name)
 				}
 			}
@@ -176,18 +175,4 @@ func toStore(t *testing.T, dir, channel string) {
 func lastLine(out string, code int) (string, int) {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	return lines[len(lines)-1], code
-}
-
-func fileSum(t *testing.T, path string) [32]byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	io.Copy(h, f)
-	var s [32]byte
-	copy(s[:], h.Sum(nil))
-	return s
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
@@ -132,4 +133,21 @@ func Progress(w io.Writer, label string) func(done, total int64) {
 			bar.Finish()
 		}
 	}
+}
+
+// MissingExitCodes lists the runnable commands under root whose --help
+// does not say what their exit codes mean (ExitCodesHelp).
+func MissingExitCodes(root *cobra.Command) []string {
+	var missing []string
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.Runnable() && !strings.Contains(c.Long, ExitCodesHelp) {
+			missing = append(missing, c.CommandPath())
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+	return missing
 }

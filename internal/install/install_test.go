@@ -3,7 +3,6 @@ package install
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"github.com/twinroot/twinroot/internal/grub"
 	"github.com/twinroot/twinroot/internal/partition"
 	"github.com/twinroot/twinroot/internal/refusal"
+	"github.com/twinroot/twinroot/internal/testenv"
 )
 
 const slotSize = 32 * partition.MiB
@@ -66,18 +66,6 @@ func newDisk(t *testing.T, size int64) string {
 	return path
 }
 
-func hashFile(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	io.Copy(h, f)
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 func extract(t *testing.T, disk string, p partition.Part) string {
 	t.Helper()
 	f, _ := os.Open(disk)
@@ -105,7 +93,7 @@ func TestInstall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Image.Version != "1.0.0" || res.SHA256 != hashFile(t, img) || progressed != res.Image.Size {
+	if res.Image.Version != "1.0.0" || res.SHA256 != testenv.FileSHA256(t, img) || progressed != res.Image.Size {
 		t.Errorf("result = %+v (progress %d), want version 1.0.0 and the image's hash", res, progressed)
 	}
 	if out, err := exec.Command("sgdisk", "-v", disk).CombinedOutput(); err != nil || !strings.Contains(string(out), "No problems found") {
@@ -191,7 +179,7 @@ func TestInstallRefuses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var before string
 			if _, err := os.Stat(tc.disk); err == nil {
-				before = hashFile(t, tc.disk)
+				before = testenv.FileSHA256(t, tc.disk)
 			}
 			_, err := Install(context.Background(), Options{Disk: tc.disk, Image: tc.image, GrubDir: g, SlotSize: slotSize})
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.wantMsg) {
@@ -201,7 +189,7 @@ func TestInstallRefuses(t *testing.T) {
 				t.Errorf("error is not one line: %q", err)
 			}
 			t.Logf("error: %v", err)
-			if before != "" && hashFile(t, tc.disk) != before {
+			if before != "" && testenv.FileSHA256(t, tc.disk) != before {
 				t.Error("the disk changed")
 			}
 		})

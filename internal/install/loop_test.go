@@ -33,12 +33,12 @@ func TestInstallLoopDevice(t *testing.T) {
 	dev := attachLoop(t, file)
 	finder := partition.System()
 	finder.BootMedium = []string{dev}
-	before := hashFile(t, file)
+	before := testenv.FileSHA256(t, file)
 	_, err := Install(context.Background(), Options{Disk: dev, Image: img, GrubDir: g, SlotSize: slotSize, Finder: &finder})
 	if !errors.Is(err, partition.ErrBootMedium) {
 		t.Fatalf("Install onto the boot medium = %v, want ErrBootMedium", err)
 	}
-	if hashFile(t, file) != before {
+	if testenv.FileSHA256(t, file) != before {
 		t.Fatal("the boot medium changed")
 	}
 	finder.BootMedium = nil
