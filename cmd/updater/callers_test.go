@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/cli"
 	"github.com/twinroot/twinroot/internal/grub"
 	"github.com/twinroot/twinroot/internal/install"
@@ -21,6 +19,7 @@ import (
 	"github.com/twinroot/twinroot/internal/refusal"
 	"github.com/twinroot/twinroot/internal/release"
 	"github.com/twinroot/twinroot/internal/testenv"
+	"github.com/twinroot/twinroot/internal/testrelease"
 )
 
 // TestBadReleaseEveryCaller gives the same bad release to each path into
@@ -31,8 +30,7 @@ import (
 func TestBadReleaseEveryCaller(t *testing.T) {
 	ctx := context.Background()
 	const slotSize = 32 << 20
-	k, _ := keys.Generate(nil)
-	_, pub, _ := keys.Save(filepath.Join(t.TempDir(), "release"), k)
+	k, pub := testrelease.Key(t)
 	stranger, _ := keys.Generate(nil)
 	grubDir := t.TempDir()
 	if err := grub.BuildImages(ctx, grubDir); err != nil {
@@ -47,7 +45,7 @@ func TestBadReleaseEveryCaller(t *testing.T) {
 	}
 	// The device runs 1.0.0, serial 5.
 	device := newDisk()
-	v1 := buildRelease(t, pub, "1.0.0", 5)
+	v1 := testrelease.Small(t, pub, "1.0.0", 5, 512<<10, "")
 	if _, err := install.Install(ctx, install.Options{Disk: device, Image: filepath.Join(v1, release.SlotFile), GrubDir: grubDir, SlotSize: slotSize}); err != nil {
 		t.Fatal(err)
 	}
@@ -73,16 +71,16 @@ func TestBadReleaseEveryCaller(t *testing.T) {
 		install bool // the installer judges it too (an empty disk has no serial to be older than)
 		written bool // refused after the first write (the slot stays unbootable)
 	}{
-		{"unsigned", func() string { return buildRelease(t, pub, "2.0.0", 6) }, manifest.ErrBadSignature, "not signed", true, false},
-		{"untrusted key", func() string { return sign(buildRelease(t, pub, "2.0.0", 6), stranger) }, manifest.ErrUntrustedKey, "not signed by a trusted key", true, false},
+		{"unsigned", func() string { return testrelease.Small(t, pub, "2.0.0", 6, 512<<10, "") }, manifest.ErrBadSignature, "not signed", true, false},
+		{"untrusted key", func() string { return sign(testrelease.Small(t, pub, "2.0.0", 6, 512<<10, ""), stranger) }, manifest.ErrUntrustedKey, "not signed by a trusted key", true, false},
 		{"tampered image", func() string {
-			dir := sign(buildRelease(t, pub, "2.0.0", 6), k)
+			dir := sign(testrelease.Small(t, pub, "2.0.0", 6, 512<<10, ""), k)
 			flip(filepath.Join(dir, release.ObjectFile), 300<<10)
 			flip(filepath.Join(dir, release.SlotFile), 300<<10)
 			return dir
 		}, refusal.ErrMismatch, "bytes differ from what was signed", true, true},
-		{"older serial", func() string { return sign(buildRelease(t, pub, "0.9.0", 4), k) }, manifest.ErrNotNewer, "below the running serial 5", false, false},
-		{"too large", func() string { return sign(bigRelease(t, pub, "2.0.0", 6, slotSize+1<<20), k) }, refusal.ErrDoesNotFit, "does not fit the slot", true, false},
+		{"older serial", func() string { return sign(testrelease.Small(t, pub, "0.9.0", 4, 512<<10, ""), k) }, manifest.ErrOlder, "below the running serial 5", false, false},
+		{"too large", func() string { return sign(testrelease.Small(t, pub, "2.0.0", 6, slotSize+1<<20, "none"), k) }, refusal.ErrDoesNotFit, "does not fit the slot", true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := tc.dir()
@@ -129,22 +127,6 @@ func TestBadReleaseEveryCaller(t *testing.T) {
 			}
 		})
 	}
-}
-
-// bigRelease builds a release whose image is at least size bytes.
-func bigRelease(t *testing.T, pub, version string, serial uint64, size int) string {
-	t.Helper()
-	root := filepath.Join(t.TempDir(), "root")
-	os.MkdirAll(filepath.Join(root, "boot"), 0o755)
-	blob := make([]byte, size)
-	rand.New(rand.NewSource(int64(serial))).Read(blob)
-	os.WriteFile(filepath.Join(root, "boot/vmlinuz"), blob, 0o644)
-	os.WriteFile(filepath.Join(root, "boot/initrd.img"), []byte(version), 0o644)
-	dir := filepath.Join(t.TempDir(), "v"+version)
-	if _, err := release.Build(context.Background(), release.BuildOptions{Image: image.BuildOptions{Rootfs: root, Trust: []string{pub}, Version: version, Serial: serial, Compression: "none"}, Out: dir}); err != nil {
-		t.Fatal(err)
-	}
-	return dir
 }
 
 // toStore lays a build output directory out as a channel of a file://

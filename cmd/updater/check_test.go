@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/agent"
 	"github.com/twinroot/twinroot/internal/cli"
 	"github.com/twinroot/twinroot/internal/grub"
@@ -20,22 +18,8 @@ import (
 	"github.com/twinroot/twinroot/internal/partition"
 	"github.com/twinroot/twinroot/internal/release"
 	"github.com/twinroot/twinroot/internal/source"
+	"github.com/twinroot/twinroot/internal/testrelease"
 )
-
-func buildRelease(t *testing.T, pub, version string, serial uint64) string {
-	t.Helper()
-	root := filepath.Join(t.TempDir(), "root")
-	os.MkdirAll(filepath.Join(root, "boot"), 0o755)
-	blob := make([]byte, 512<<10)
-	rand.New(rand.NewSource(int64(serial))).Read(blob)
-	os.WriteFile(filepath.Join(root, "boot/vmlinuz"), blob, 0o644)
-	os.WriteFile(filepath.Join(root, "boot/initrd.img"), []byte(version), 0o644)
-	dir := filepath.Join(t.TempDir(), "v"+version)
-	if _, err := release.Build(context.Background(), release.BuildOptions{Image: image.BuildOptions{Rootfs: root, Trust: []string{pub}, Version: version, Serial: serial}, Out: dir}); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 // TestCheckOffline installs a release built by updater build on a disk
 // file, publishes a newer one to a file:// channel, and asks check.
@@ -74,9 +58,8 @@ func TestCheckOffline(t *testing.T) {
 // file:// channel that the returned device.yaml names.
 func offlineDevice(t *testing.T) (disk, cfg string) {
 	ctx := context.Background()
-	k, _ := keys.Generate(nil)
-	_, pub, _ := keys.Save(filepath.Join(t.TempDir(), "release"), k)
-	v1 := buildRelease(t, pub, "1.0.0", 1)
+	k, pub := testrelease.Key(t)
+	v1 := testrelease.Small(t, pub, "1.0.0", 1, 512<<10, "")
 	grubDir := t.TempDir()
 	if err := grub.BuildImages(ctx, grubDir); err != nil {
 		t.Fatal(err)
@@ -90,7 +73,7 @@ func offlineDevice(t *testing.T) (disk, cfg string) {
 	}
 	storeDir := t.TempDir()
 	st, _ := source.OpenStore(ctx, "file://"+storeDir, source.Options{})
-	if _, err := release.Publish(ctx, st, release.PublishOptions{Dir: buildRelease(t, pub, "1.1.0", 2), Channel: "stable", Signers: []*keys.PrivateKey{k}, TTL: time.Hour}); err != nil {
+	if _, err := release.Publish(ctx, st, release.PublishOptions{Dir: testrelease.Small(t, pub, "1.1.0", 2, 512<<10, ""), Channel: "stable", Signers: []*keys.PrivateKey{k}, TTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	cfg = filepath.Join(t.TempDir(), "device.yaml")

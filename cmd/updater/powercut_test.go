@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/grub"
 	"github.com/twinroot/twinroot/internal/install"
@@ -24,6 +23,7 @@ import (
 	"github.com/twinroot/twinroot/internal/release"
 	"github.com/twinroot/twinroot/internal/source"
 	"github.com/twinroot/twinroot/internal/testenv"
+	"github.com/twinroot/twinroot/internal/testrelease"
 )
 
 // TestMain lets the test binary stand in for the updater binary, so the
@@ -65,22 +65,8 @@ func TestPowerCutsDuringApply(t *testing.T) {
 
 func powerCuts(t *testing.T, local bool) {
 	ctx := context.Background()
-	k, _ := keys.Generate(nil)
-	_, pub, _ := keys.Save(filepath.Join(t.TempDir(), "release"), k)
-	build := func(version string, serial uint64, seed int64) string {
-		root := filepath.Join(t.TempDir(), "root")
-		os.MkdirAll(filepath.Join(root, "boot"), 0o755)
-		blob := make([]byte, 24<<20)
-		rand.New(rand.NewSource(seed)).Read(blob)
-		os.WriteFile(filepath.Join(root, "boot/vmlinuz"), blob, 0o644)
-		os.WriteFile(filepath.Join(root, "boot/initrd.img"), []byte(version), 0o644)
-		dir := filepath.Join(t.TempDir(), version)
-		if _, err := release.Build(ctx, release.BuildOptions{Image: image.BuildOptions{Rootfs: root, Trust: []string{pub}, Version: version, Serial: serial, Compression: "none"}, Out: dir}); err != nil {
-			t.Fatal(err)
-		}
-		return dir
-	}
-	v1, v2 := build("1.0.0", 1, 1), build("2.0.0", 2, 2)
+	k, pub := testrelease.Key(t)
+	v1, v2 := testrelease.Small(t, pub, "1.0.0", 1, 24<<20, "none"), testrelease.Small(t, pub, "2.0.0", 2, 24<<20, "none")
 	grubDir := t.TempDir()
 	if err := grub.BuildImages(ctx, grubDir); err != nil {
 		t.Fatal(err)

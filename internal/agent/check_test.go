@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"math/rand"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,25 +12,17 @@ import (
 	"github.com/twinroot/twinroot/internal/release"
 	"github.com/twinroot/twinroot/internal/source"
 	"github.com/twinroot/twinroot/internal/state"
+	"github.com/twinroot/twinroot/internal/testrelease"
 )
 
 // publish builds a tiny release and publishes it to a file:// store.
 func publish(t *testing.T, storeDir string, k *keys.PrivateKey, version string, serial uint64) {
 	t.Helper()
-	root := filepath.Join(t.TempDir(), "root")
-	os.MkdirAll(filepath.Join(root, "boot"), 0o755)
-	blob := make([]byte, 256<<10)
-	rand.New(rand.NewSource(int64(serial))).Read(blob)
-	os.WriteFile(filepath.Join(root, "boot/vmlinuz"), blob, 0o644)
-	os.WriteFile(filepath.Join(root, "boot/initrd.img"), []byte(version), 0o644)
 	_, pub, err := keys.Save(filepath.Join(t.TempDir(), "k"), k)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(t.TempDir(), "out")
-	if _, err := release.Build(context.Background(), release.BuildOptions{Image: image.BuildOptions{Rootfs: root, Trust: []string{pub}, Version: version, Serial: serial}, Out: dir}); err != nil {
-		t.Fatal(err)
-	}
+	dir := testrelease.Small(t, pub, version, serial, 256<<10, "")
 	st, err := source.OpenStore(context.Background(), "file://"+storeDir, source.Options{})
 	if err != nil {
 		t.Fatal(err)

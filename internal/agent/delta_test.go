@@ -14,6 +14,7 @@ import (
 	"github.com/twinroot/twinroot/internal/release"
 	"github.com/twinroot/twinroot/internal/source"
 	"github.com/twinroot/twinroot/internal/state"
+	"github.com/twinroot/twinroot/internal/testrelease"
 	"github.com/twinroot/twinroot/internal/testroot"
 )
 
@@ -42,11 +43,11 @@ func TestDeltaApply(t *testing.T) {
 	if rootBytes < 100<<20 {
 		t.Fatalf("root holds %d bytes, want at least 100 MiB", rootBytes)
 	}
-	v1 := buildRelease(t, root, pub, "1.0.0", 1)
+	v1 := testrelease.Build(t, root, pub, "1.0.0", 1, "")
 	if err := os.WriteFile(filepath.Join(root, "etc/conf.d/d25/f2501.conf"), []byte("# changed by the delta test\nanswer = 42\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	v2 := buildRelease(t, root, pub, "1.1.0", 2)
+	v2 := testrelease.Build(t, root, pub, "1.1.0", 2, "")
 	built := time.Since(began)
 
 	d := installDisk(t, v1, 192<<20)

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/chunk"
 	"github.com/twinroot/twinroot/internal/faultproxy"
@@ -28,21 +27,8 @@ import (
 	"github.com/twinroot/twinroot/internal/s3test"
 	"github.com/twinroot/twinroot/internal/source"
 	"github.com/twinroot/twinroot/internal/state"
+	"github.com/twinroot/twinroot/internal/testrelease"
 )
-
-// buildRelease builds root into a release directory for version.
-func buildRelease(t testing.TB, root, pub, version string, serial uint64) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), version)
-	_, err := release.Build(context.Background(), release.BuildOptions{
-		Image: image.BuildOptions{Rootfs: root, Trust: []string{pub}, Version: version, Serial: serial},
-		Out:   dir,
-	})
-	if err != nil {
-		t.Fatalf("build %s: %v", version, err)
-	}
-	return dir
-}
 
 // installDisk installs the release in dir into slot A of a new disk file
 // with slots of slotSize bytes, and opens the disk.
@@ -128,11 +114,11 @@ func TestFaultProxy(t *testing.T) {
 	for i := range 24 {
 		writeRandom(t, root, fmt.Sprintf("usr/lib/blob%02d", i), 512<<10, uint64(100+i))
 	}
-	v1 := buildRelease(t, root, pub, "1.0.0", 1)
+	v1 := testrelease.Build(t, root, pub, "1.0.0", 1, "")
 	for i := 1; i < 24; i += 2 {
 		writeRandom(t, root, fmt.Sprintf("usr/lib/blob%02d", i), 512<<10, uint64(200+i))
 	}
-	v2 := buildRelease(t, root, pub, "1.1.0", 2)
+	v2 := testrelease.Build(t, root, pub, "1.1.0", 2, "")
 	d := installDisk(t, v1, 32<<20)
 
 	opts := source.Options{Endpoint: srv.Endpoint, Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey}

@@ -22,6 +22,7 @@ import (
 	"github.com/twinroot/twinroot/internal/release"
 	"github.com/twinroot/twinroot/internal/source"
 	"github.com/twinroot/twinroot/internal/state"
+	"github.com/twinroot/twinroot/internal/testrelease"
 )
 
 // TestUpdate installs 1.0.0 on a disk file, publishes 1.1.0 (one file
@@ -29,8 +30,7 @@ import (
 // new image, is armed, and only a small part of the object was fetched.
 func TestUpdate(t *testing.T) {
 	ctx := context.Background()
-	k, _ := keys.Generate(nil)
-	_, pub, _ := keys.Save(filepath.Join(t.TempDir(), "release"), k)
+	k, pub := testrelease.Key(t)
 	root := filepath.Join(t.TempDir(), "root")
 	os.MkdirAll(filepath.Join(root, "boot"), 0o755)
 	blob := make([]byte, 8<<20)
@@ -39,11 +39,7 @@ func TestUpdate(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "boot/initrd.img"), []byte("initrd"), 0o644)
 	build := func(version string, serial uint64) string {
 		os.WriteFile(filepath.Join(root, "etc-motd"), []byte("welcome to "+version), 0o644)
-		dir := filepath.Join(t.TempDir(), version)
-		if _, err := release.Build(ctx, release.BuildOptions{Image: image.BuildOptions{Rootfs: root, Trust: []string{pub}, Version: version, Serial: serial}, Out: dir}); err != nil {
-			t.Fatal(err)
-		}
-		return dir
+		return testrelease.Build(t, root, pub, version, serial, "")
 	}
 	v1, v2 := build("1.0.0", 1), build("1.1.0", 2)
 	grubDir := t.TempDir()
