@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"math/rand"
 	"os"
@@ -188,4 +189,115 @@ func powerCuts(t *testing.T, local bool) {
 		t.Fatal("slot B differs from the release after the cuts")
 	}
 	t.Logf("%d cuts, %d runs finished between them; slot B verified and armed (%d bytes)", cuts, finished, len(v2raw))
+}
+
+// TestPowerCutsDuringInstall kills `installer install` with SIGKILL at 200
+// random moments while it writes a signed release onto a loop device. An
+// install keeps no journal: after every cut the disk either boots nothing
+// (the boot code is written last) or is the whole install, and the next
+// run (with --wipe-data, as a cut install may have formatted the data
+// partition) starts over; the last one leaves slot A verified and
+// committed.
+func TestPowerCutsDuringInstall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("200 process kills: slow")
+	}
+	testenv.NeedRoot(t)
+	ctx := context.Background()
+	k, pub := testrelease.Key(t)
+	v1 := testrelease.Small(t, pub, "1.0.0", 1, 24<<20, "none")
+	if _, _, err := release.SignDir(ctx, v1, "stable", time.Now(), time.Hour, k); err != nil {
+		t.Fatal(err)
+	}
+	grubDir := t.TempDir()
+	if err := grub.BuildImages(ctx, grubDir); err != nil {
+		t.Fatal(err)
+	}
+	installer := filepath.Join(t.TempDir(), "installer")
+	if out, err := exec.Command("go", "build", "-o", installer, "../installer").CombinedOutput(); err != nil {
+		t.Fatalf("build the installer: %v\n%s", err, out)
+	}
+	file := filepath.Join(t.TempDir(), "disk.img")
+	f, _ := os.Create(file)
+	f.Truncate(partition.MinDiskSize(32 << 20))
+	f.Close()
+	out, err := exec.Command("losetup", "--find", "--show", file).CombinedOutput()
+	if err != nil {
+		t.Fatalf("no loop device: %v: %s", err, out)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	args := []string{"install", "--disk", dev, "--image", v1, "--grub-dir", grubDir, "--slot-size", "32M", "--yes", "--wipe-data"}
+	want, _ := os.ReadFile(filepath.Join(v1, release.SlotFile))
+	runOnce := func(kill time.Duration) error {
+		cmd := exec.Command(installer, args...)
+		var buf bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if kill > 0 {
+			timer := time.AfterFunc(kill, func() { cmd.Process.Signal(syscall.SIGKILL) })
+			defer timer.Stop()
+		}
+		err := cmd.Wait()
+		if err != nil && !strings.Contains(err.Error(), "killed") {
+			t.Fatalf("install failed by itself: %v\n%s", err, buf.String())
+		}
+		return err
+	}
+	// installed checks a disk whose boot code is written: it must be the
+	// whole install.
+	installed := func(what string) {
+		d, err := bootstate.OpenDisk(dev)
+		if err != nil {
+			t.Fatalf("%s: boot code written, boot state unreadable: %v", what, err)
+		}
+		defer d.Close()
+		s, err := d.Load()
+		if err != nil || s.Committed != partition.A || s.A != bootstate.OK {
+			t.Fatalf("%s: boot code written, boot state %+v, %v", what, s, err)
+		}
+		got := make([]byte, len(want))
+		d.File.ReadAt(got, d.Layout.A.Start)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s: boot code written, slot A differs from the release", what)
+		}
+	}
+	var fulls []time.Duration
+	for range 3 {
+		start := time.Now()
+		if err := runOnce(0); err != nil {
+			t.Fatal(err)
+		}
+		fulls = append(fulls, time.Since(start))
+	}
+	slices.Sort(fulls)
+	full := fulls[1]
+	t.Logf("a whole install takes %v (of %v); cutting at random moments in it", full.Round(time.Millisecond), fulls)
+	r := rand.New(rand.NewSource(7))
+	bootCode := make([]byte, 440)
+	cuts, finished := 0, 0
+	for i := 0; cuts < 200; i++ {
+		if i == 1000 {
+			t.Fatalf("only %d cuts in %d runs", cuts, i)
+		}
+		at := time.Duration(r.Int63n(int64(full))) + time.Millisecond
+		if runOnce(at) == nil {
+			finished++
+		} else {
+			cuts++
+		}
+		dr, _ := os.Open(dev)
+		dr.ReadAt(bootCode, 0)
+		dr.Close()
+		if !bytes.Equal(bootCode, make([]byte, 440)) {
+			installed(fmt.Sprintf("cut %d at %v", i, at))
+		}
+	}
+	if err := runOnce(0); err != nil {
+		t.Fatal(err)
+	}
+	installed("after the last run")
+	t.Logf("%d cuts, %d runs finished between them; slot A verified and committed", cuts, finished)
 }
