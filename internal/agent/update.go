@@ -12,7 +12,6 @@ import (
 	"github.com/twinroot/twinroot/internal/engine"
 	"github.com/twinroot/twinroot/internal/fetch"
 	"github.com/twinroot/twinroot/internal/manifest"
-	"github.com/twinroot/twinroot/internal/refusal"
 	"github.com/twinroot/twinroot/internal/release"
 	"github.com/twinroot/twinroot/internal/source"
 	"github.com/twinroot/twinroot/internal/state"
@@ -54,9 +53,6 @@ func (u *Updater) Apply(ctx context.Context, m *manifest.Manifest) (ApplyResult,
 	target := u.Running.Other()
 	r := ApplyResult{Slot: target, Version: m.Version, Serial: m.Serial}
 	part := u.Disk.Layout.Slot(target)
-	if m.Image.Size > part.Size {
-		return r, fmt.Errorf("%w: image of %s is %d bytes, slot %s is %d; nothing written", refusal.ErrDoesNotFit, m.Version, m.Image.Size, target, part.Size)
-	}
 	rel, err := release.Open(ctx, u.Source, u.Channel, nil, m, u.Retry)
 	if err != nil {
 		return r, fmt.Errorf("%w; nothing written", err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/twinroot/twinroot/internal/bootstate"
@@ -76,6 +77,9 @@ func (w *Write) Run(ctx context.Context) (fetch.Stats, error) {
 	// From here the slot is unbootable: GRUB never boots it.
 	var journal fetch.Journal
 	if w.State != nil {
+		if err := os.MkdirAll(w.State.Dir, 0o755); err != nil {
+			return fetch.Stats{}, fmt.Errorf("updater state: %w", err)
+		}
 		if err := w.State.DropSlotIndex(string(w.Slot)); err != nil {
 			return fetch.Stats{}, err
 		}
