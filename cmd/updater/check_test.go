@@ -11,13 +11,17 @@ import (
 	"time"
 
 	"github.com/twinroot/twinroot/internal/agent"
+	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/cli"
+	"github.com/twinroot/twinroot/internal/config"
 	"github.com/twinroot/twinroot/internal/grub"
 	"github.com/twinroot/twinroot/internal/install"
 	"github.com/twinroot/twinroot/internal/keys"
 	"github.com/twinroot/twinroot/internal/partition"
 	"github.com/twinroot/twinroot/internal/release"
 	"github.com/twinroot/twinroot/internal/source"
+	"github.com/twinroot/twinroot/internal/state"
+	"github.com/twinroot/twinroot/internal/testenv"
 	"github.com/twinroot/twinroot/internal/testrelease"
 )
 
@@ -139,4 +143,49 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestStateOnTheDisk applies to a disk file with neither --config nor
+// --state-dir: the config and the state are that disk's own, on its data
+// partition, as they would be on the device.
+func TestStateOnTheDisk(t *testing.T) {
+	testenv.NeedRoot(t)
+	disk, cfg := offlineDevice(t)
+	d, err := bootstate.OpenDisk(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout := d.Layout
+	d.Close()
+	withData := func(f func(dir string)) {
+		dir, unmount, err := partition.MountData(disk, layout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := unmount(); err != nil {
+				t.Error(err)
+			}
+		}()
+		f(dir)
+	}
+	withData(func(dir string) {
+		os.MkdirAll(filepath.Join(dir, "twinroot"), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, config.DataPath), []byte(readFile(t, cfg)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if out, code := run(t, "apply", "--disk", disk, "--running-slot", "a", "--reboot", "next-boot"); code != 0 || !strings.Contains(out, "1.1.0 (serial 2) written and verified") {
+		t.Fatalf("apply with the disk's own config: exit %d: %s", code, out)
+	}
+	withData(func(dir string) {
+		for _, f := range []string{state.FileName, state.JournalFile, state.SlotIndexName("b")} {
+			if _, err := os.Stat(filepath.Join(dir, "twinroot/state", f)); err != nil {
+				t.Errorf("state on the disk's data partition: %v", err)
+			}
+		}
+	})
+	if out, code := run(t, "status", "-o", "json", "--disk", disk, "--running-slot", "a"); code != 0 || !strings.Contains(out, `"highest_serial": 2`) {
+		t.Errorf("status with the disk's own state: exit %d: %s", code, out)
+	}
 }
