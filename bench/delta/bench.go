@@ -33,6 +33,7 @@ type options struct {
 	Cache          string // roots, slot images and package files: build/delta
 	DebianCache    string // the Debian base: build/debian
 	RebuildImages  bool
+	Gaps           []int64 // more fetch.Options.MaxGap values to measure, in bytes
 }
 
 // Report is what one bench run measured. Sizes are in bytes.
@@ -100,6 +101,15 @@ type Twinroot struct {
 	GapBytes      int64 `json:"gap_bytes"`
 	FetchedChunks int   `json:"fetched_chunks"`
 	ReusedRaw     int64 `json:"reused_raw_bytes"`
+	// Gaps are the runs with the MaxGap values of -gaps.
+	Gaps []GapRun `json:"gaps,omitempty"`
+}
+
+// GapRun is fetch.Apply with one MaxGap.
+type GapRun struct {
+	MaxGap   int64 `json:"max_gap"`
+	Fetched  int64 `json:"fetched_bytes"`
+	Requests int64 `json:"requests"`
 }
 
 // Casync is casync make of both images into one store.
@@ -238,6 +248,12 @@ func (b *bench) measure(ctx context.Context, p pair) (PairReport, error) {
 	}
 	t.NoGap, t.NoGapRequests = st.FetchedCompressed, st.Requests
 	t.GapBytes = t.Fetched - t.NoGap
+	for _, g := range b.o.Gaps {
+		if st, err = b.apply(ctx, store, old, upd, g); err != nil {
+			return rep, err
+		}
+		t.Gaps = append(t.Gaps, GapRun{MaxGap: g, Fetched: st.FetchedCompressed, Requests: st.Requests})
+	}
 	t.FetchedChunks = fetchedChunks(old.idx, upd.idx)
 
 	b.logf("%s: casync make", p.name)

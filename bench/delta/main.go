@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 
 	"github.com/twinroot/twinroot/bench/internal/harness"
 )
@@ -16,7 +19,20 @@ func main() {
 	fs.StringVar(&o.Cache, "cache", "build/delta", "where the roots, slot images and package files are cached")
 	fs.StringVar(&o.DebianCache, "debian-cache", "build/debian", "where the Debian base root is cached (built by debootstrap when absent)")
 	fs.BoolVar(&o.RebuildImages, "rebuild-images", false, "build the slot images again even when cached")
-	exit, ok := cli.Parse(os.Args[1:], nil)
+	gaps := fs.String("gaps", "", "more coalescing gaps (fetch.Options.MaxGap) to apply with, in KiB, comma-separated, e.g. 16,64")
+	exit, ok := cli.Parse(os.Args[1:], func() error {
+		for _, g := range strings.Split(*gaps, ",") {
+			if g = strings.TrimSpace(g); g == "" {
+				continue
+			}
+			n, err := strconv.ParseInt(g, 10, 64)
+			if err != nil || n < 1 {
+				return fmt.Errorf("-gaps: %q is not a positive number of KiB", g)
+			}
+			o.Gaps = append(o.Gaps, n<<10)
+		}
+		return nil
+	})
 	if !ok {
 		os.Exit(exit)
 	}

@@ -28,6 +28,9 @@ func writeTable(w io.Writer, rep Report) error {
 		}
 		fmt.Fprintf(w, "twinroot: %d chunks fetched in %d requests, %s reused; without coalescing (MaxGap -1) %d bytes in %d requests: %d gap bytes read and thrown away\n",
 			t.FetchedChunks, t.Requests, mb(t.ReusedRaw), t.NoGap, t.NoGapRequests, t.GapBytes)
+		for _, g := range t.Gaps {
+			fmt.Fprintf(w, "twinroot with MaxGap %d KiB: %d bytes in %d requests (%d gap bytes)\n", g.MaxGap>>10, g.Fetched, g.Requests, g.Fetched-t.NoGap)
+		}
 		fmt.Fprintf(w, "casync: %d new chunks\n", c.NewChunks)
 	}
 	fmt.Fprintln(w, "\nbytes: what crosses the network for the update. twinroot: fetch.Stats.FetchedCompressed")
