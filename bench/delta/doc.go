@@ -17,7 +17,9 @@
 // (dpkg.sh, which leaves the root as lean as the base). Each root is built
 // once and cached under -cache (build/delta/roots), and so is each slot
 // image (build/delta/images, image.Build with xz as updater build makes it,
-// about a minute each); with both cached a run takes about a minute.
+// about a minute each; the key is the root, version, key and mksquashfs's
+// version, not image.Build's flags: after changing those, run with
+// -rebuild-images); with both cached a run takes under a minute.
 //
 // For each update it prints: the new image and its chunks; what twinroot
 // fetches (fetch.Apply of the new release from a file:// store into a
@@ -27,7 +29,8 @@
 // read and thrown away); casync's delta (casync make of both images into
 // one store: the new chunk files plus the new .caibx); the ideal (the
 // changed and added regular files compressed alone with xz -6, summed);
-// and the ratios.
+// and the ratios. -gaps 16,64 applies again with those MaxGap values (KiB),
+// to weigh the bytes a gap costs against the requests it saves.
 //
 //	go run ./bench/delta            # table on stdout, progress on stderr
 //	go run ./bench/delta -o json    # the same figures for machines
