@@ -22,23 +22,30 @@
 // Three stages run at once, linked by bounded channels: a fetcher reads the
 // response bodies frame by frame, in chunk order; workers (one per CPU and
 // one more) decompress and hash each frame against the index, or read and
-// hash a local chunk; a writer writes the chunks in order. Chunks move
+// hash a local chunk; a writer commits the chunks in order. Chunks move
 // between the stages in batches of eight (a hand-over per chunk had the
-// stages wait on each other's wake-ups), and at most 24 are in flight, each
-// with one frame buffer and one chunk buffer, so memory stays at a few MiB
-// (at most 12 with the default 256 KiB chunks) whatever the image size; no
-// stage holds a whole object. A chunk whose bytes do not hash to the index
-// is never written. The scan of the running slot comes before the pass (it
-// decides what to fetch); the one request at a time is streamed.
+// stages wait on each other's wake-ups). The bytes are copied once on
+// their way: the fetcher reads each frame into a frame ring (2 MiB), and
+// a worker decompresses it straight into the chunk's place in the slot's
+// ring (stream.Sequential, 8 MiB), which the fetcher reserved for it at
+// the chunk's disk offset; the frame's room is given back when its chunk
+// is committed. Both rings are mapped outside the Go heap and grow only
+// for an index whose chunks are larger than 256 KiB, so memory stays flat
+// whatever the image size, and the garbage collector's pacing never sees
+// them; no stage holds a whole object. A chunk whose bytes do not hash to
+// the index is never committed, so never written. The scan of the running
+// slot comes before the pass (it decides what to fetch); the one request
+// at a time is streamed.
 //
-// A target that is a file or a block device (it has a Name) is written
-// through a descriptor of its own opened with O_DIRECT (stream.Sequential):
-// chunks are gathered into aligned 1 MiB buffers, one written in the
-// background while the next fills, so the bytes reach the disk without a
-// copy in the page cache; any other target is written with its WriteAt. A
-// fourth goroutine, the syncer, syncs the target and then records progress
-// in the journal, beside the writer, so a slow sync does not stall the
-// pipeline.
+// The ring writes what is committed in the background, front to back, in
+// writes of 1 MiB or more (whatever has piled up while the last one ran),
+// and a chunk's room is reused only once the write holding its bytes has
+// returned. A target that is a file or a block device (it has a Name) is
+// written through a descriptor of its own opened with O_DIRECT, so the
+// bytes reach the disk without a copy in the page cache; any other target
+// with its WriteAt. A fourth goroutine, the syncer, syncs the target and
+// then records progress in the journal, beside the writer, so a slow sync
+// does not stall the pipeline.
 //
 // # What is verified
 //
