@@ -1,6 +1,9 @@
-// Package agent is the device side of twinroot: what `updater boot` does at
-// every boot. It finishes a trial boot through the health gate (commit, or
-// mark bad and reboot), records a trial that GRUB gave up on, and reports
-// the boot state. Checking the release channel and applying updates come in
-// later steps of the same entry point.
+// Package agent is the device side of twinroot: what `updater boot`,
+// `updater apply` and the daemon do. Boot finishes a trial boot through
+// the health gate (commit, or mark bad and reboot) and records a trial
+// that GRUB gave up on; Checker judges the channel's latest.json (a
+// conditional GET, every acceptance rule, a refusal reported once per
+// version); Updater writes an accepted release into the inactive slot
+// through the slot engine (package engine); Round runs check, apply and
+// the reboot decision of the config's policy as one round.
 package agent
