@@ -43,9 +43,13 @@
 // returned. A target that is a file or a block device (it has a Name) is
 // written through a descriptor of its own opened with O_DIRECT, so the
 // bytes reach the disk without a copy in the page cache; any other target
-// with its WriteAt. A fourth goroutine, the syncer, syncs the target and
-// then records progress in the journal, beside the writer, so a slow sync
-// does not stall the pipeline.
+// with its WriteAt. A fourth goroutine, the syncer, records progress
+// beside the writer, so neither a sync nor a flush stalls the pipeline:
+// every SyncEvery bytes (or 2 s) the writer asks for a record, and the
+// syncer reads how far the ring's writes have got, syncs the target and
+// records the chunks that end there. After the last chunk the writer
+// flushes the ring (its last, partial block included) and the syncer
+// records every chunk.
 //
 // # What is verified
 //

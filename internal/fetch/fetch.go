@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sort"
 	"sync/atomic"
 	"time"
 
@@ -677,8 +678,9 @@ func (r *run) fetchFrame(ctx context.Context, i int, frame []byte) error {
 }
 
 // writer commits the chunks to the ring in order (the ring writes them to
-// the disk), and hands the count of chunks written to the syncer every
-// SyncEvery bytes or syncInterval.
+// the disk), and asks the syncer for a journal record every SyncEvery
+// bytes or syncInterval; after the last chunk it flushes the ring and hands
+// the syncer the count of all chunks.
 func (r *run) writer(ctx context.Context, synced chan int) error {
 	defer close(synced)
 	cs := r.idx.Chunks
@@ -710,12 +712,16 @@ func (r *run) writer(ctx context.Context, synced chan int) error {
 			if r.o.Progress != nil {
 				r.o.Progress(c.Offset+c.Length, r.idx.Size)
 			}
-			last := i == len(cs)-1
-			if last || unsynced >= r.o.SyncEvery || time.Since(lastSave) >= syncInterval {
+			if i == len(cs)-1 {
 				if err := r.out.Flush(); err != nil {
 					return fmt.Errorf("write up to chunk %d: %w", i, err)
 				}
-				if err := handOver(ctx, synced, i+1, last); err != nil {
+				return handOver(ctx, synced, len(cs), true)
+			}
+			if unsynced >= r.o.SyncEvery || time.Since(lastSave) >= syncInterval {
+				// The ring goes on writing: the syncer records what is on
+				// the disk by then, so the writer never waits for a flush.
+				if err := handOver(ctx, synced, recordWritten, false); err != nil {
 					return err
 				}
 				unsynced, lastSave = 0, time.Now()
@@ -725,9 +731,13 @@ func (r *run) writer(ctx context.Context, synced chan int) error {
 	return ctx.Err()
 }
 
-// handOver gives the syncer the latest count of chunks on the disk. A count
-// it has not taken yet is replaced, so the writer never waits for a sync,
-// except for the last count, which the syncer must take.
+// recordWritten asks the syncer to record the chunks the ring has written.
+const recordWritten = -1
+
+// handOver gives the syncer the latest request: recordWritten, or the
+// count of all chunks once they are flushed. A request it has not taken
+// yet is replaced, so the writer never waits for a sync, except for the
+// last, which the syncer must take.
 func handOver(ctx context.Context, synced chan int, n int, last bool) error {
 	if !last {
 		select {
@@ -743,13 +753,24 @@ func handOver(ctx context.Context, synced chan int, n int, last bool) error {
 	}
 }
 
-// syncer makes the chunks the writer reports durable, then records them.
-// It runs beside the writer, so a slow sync does not stall the pipeline.
+// syncer makes the chunks on the disk durable, then records them. It runs
+// beside the writer, so a slow sync does not stall the pipeline.
 func (r *run) syncer(synced <-chan int) error {
+	cs, done := r.idx.Chunks, r.start
 	for n := range synced {
+		if n == recordWritten {
+			// The chunks that end where the ring's completed writes end,
+			// read before the sync, so the sync covers them.
+			w := r.out.Written() - r.o.TargetOffset
+			n = sort.Search(len(cs), func(i int) bool { return cs[i].Offset+cs[i].Length > w })
+		}
+		if n <= done {
+			continue
+		}
 		if err := r.checkpoint(n); err != nil {
 			return err
 		}
+		done = n
 	}
 	return nil
 }

@@ -169,6 +169,14 @@ func (s *Sequential) Offset() int64 {
 	return s.committed
 }
 
+// Written is the disk offset up to which the bytes committed are on the
+// disk (not synced): written by calls that have returned.
+func (s *Sequential) Written() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return max(s.written, s.start)
+}
+
 func (s *Sequential) pos(off int64) int64 { return (off - s.origin) % s.size }
 
 // signal wakes the one waiter of c, if any.
