@@ -85,7 +85,7 @@ func (w *Write) Run(ctx context.Context) (fetch.Stats, error) {
 		}
 		journal = fetch.FileJournal{Path: w.State.Path(state.JournalFile)}
 	}
-	log.Info("writing slot", "slot", w.Slot, "version", m.Version, "bytes", m.Image.Size)
+	log.Info("applying", "version", m.Version, "slot", w.Slot, "bytes", m.Image.Size)
 	stats, err := fetch.Apply(ctx, fetch.Options{
 		Source: w.Release.Source, ObjectKey: w.Release.ObjectKey(), Index: w.Release.Index,
 		Running: w.Local, RunningSize: w.LocalSize, RunningIndex: w.LocalIndex,

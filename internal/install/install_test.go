@@ -11,14 +11,18 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/chunk"
+	"github.com/twinroot/twinroot/internal/cli"
 	"github.com/twinroot/twinroot/internal/grub"
 	"github.com/twinroot/twinroot/internal/partition"
 	"github.com/twinroot/twinroot/internal/refusal"
+	"github.com/twinroot/twinroot/internal/release"
 	"github.com/twinroot/twinroot/internal/testenv"
+	"github.com/twinroot/twinroot/internal/testrelease"
 )
 
 const slotSize = 32 * partition.MiB
@@ -198,4 +202,25 @@ func TestInstallRefuses(t *testing.T) {
 	if _, err := Install(context.Background(), Options{Disk: installed, Image: small, GrubDir: g, SlotSize: slotSize, WipeData: true}); err != nil {
 		t.Errorf("Install --wipe-data: %v", err)
 	}
+}
+
+// A medium that carries slot.img without slot.img.zst (the installer ISO)
+// and whose slot.img differs from the signed index is refused as such.
+func TestInstallTamperedMedium(t *testing.T) {
+	ctx := context.Background()
+	k, pub := testrelease.Key(t)
+	dir := testrelease.Small(t, pub, "1.0.0", 1, 1<<20, "")
+	if _, _, err := release.SignDir(ctx, dir, "stable", time.Now(), time.Hour, k); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(dir, release.ObjectFile))
+	f, _ := os.OpenFile(filepath.Join(dir, release.SlotFile), os.O_RDWR, 0)
+	f.WriteAt([]byte{0xff, 0x00, 0xff}, 600<<10)
+	f.Close()
+	disk := newDisk(t, partition.MinDiskSize(slotSize))
+	_, err := Install(ctx, Options{Disk: disk, Image: dir, GrubDir: grubDir(t), SlotSize: slotSize})
+	if !errors.Is(err, refusal.ErrMismatch) || !strings.Contains(err.Error(), "SHA-256") || cli.ExitCode(err) != cli.ExitRefused {
+		t.Fatalf("Install = %v, want a refusal naming the SHA-256 that differs", err)
+	}
+	t.Logf("refused: %v", err)
 }

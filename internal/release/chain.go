@@ -141,7 +141,16 @@ func (d dirSource) local(key string) (string, error) {
 	switch {
 	case len(parts) == 2 && parts[1] == manifest.Latest:
 		return ManifestFile, nil
-	case len(parts) == 3 && (parts[2] == ObjectFile || parts[2] == IndexFile || parts[2] == ManifestFile):
+	case len(parts) == 3 && parts[2] == ObjectFile:
+		// A medium may carry slot.img alone (the installer ISO): the engine
+		// copies every chunk from it and asks for the object only for a
+		// chunk whose SHA-256 differs from the signed index.
+		if _, _, err := d.Source.Stat(context.Background(), ObjectFile); errors.Is(err, source.ErrNotFound) {
+			return "", fmt.Errorf("%w: a chunk of %s has another SHA-256 than the signed index names, and %s has no %s to fetch it from: %w",
+				refusal.ErrMismatch, SlotFile, d.Source, ObjectFile, source.ErrNotFound)
+		}
+		return parts[2], nil
+	case len(parts) == 3 && (parts[2] == IndexFile || parts[2] == ManifestFile):
 		return parts[2], nil
 	}
 	return "", fmt.Errorf("%s in %s: %w", key, d.Source, source.ErrNotFound)
