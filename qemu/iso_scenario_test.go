@@ -2,10 +2,7 @@ package qemu_test
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twinroot/twinroot/internal/bootstate"
+	"github.com/twinroot/twinroot/internal/testenv"
 	"github.com/twinroot/twinroot/qemu"
 	"github.com/twinroot/twinroot/qemu/lab"
 )
@@ -63,20 +61,6 @@ func emptyDisk(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-func fileHash(t *testing.T, p string) string {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 func copyFile(t *testing.T, src, dst string) {
@@ -151,7 +135,7 @@ func TestISOInstall(t *testing.T) {
 				// A stick the guest could write to: its own copy.
 				medium.Path = filepath.Join(t.TempDir(), "stick.img")
 				copyFile(t, iso, medium.Path)
-				before = fileHash(t, medium.Path)
+				before = testenv.FileSHA256(t, medium.Path)
 			} else {
 				medium.ReadOnly = true
 			}
@@ -159,7 +143,7 @@ func TestISOInstall(t *testing.T) {
 			drives := []qemu.Drive{medium, {Path: disk}}
 			installFromISO(t, "install-"+tc.name, tc.fw, drives, tc.target)
 			if before != "" {
-				if after := fileHash(t, medium.Path); after != before {
+				if after := testenv.FileSHA256(t, medium.Path); after != before {
 					t.Errorf("the installer medium changed: sha256 %s before, %s after", before, after)
 				}
 			}
@@ -182,7 +166,7 @@ func TestISORefuses(t *testing.T) {
 		if err := l.Install(t.Context(), disk, "1.0.0"); err != nil {
 			t.Fatal(err)
 		}
-		before := fileHash(t, disk)
+		before := testenv.FileSHA256(t, disk)
 		vm := qemu.StartT(t, qemu.Config{Name: "refuse-holds-twinroot", Drives: []qemu.Drive{
 			{Path: iso, Media: "cdrom", ReadOnly: true, BootOrder: 1}, {Path: disk}}})
 		line := failureLine(t, vm)
@@ -193,7 +177,7 @@ func TestISORefuses(t *testing.T) {
 		if err := vm.Wait(stepTimeout); err != nil {
 			t.Fatalf("Enter did not power off: %v", err)
 		}
-		if after := fileHash(t, disk); after != before {
+		if after := testenv.FileSHA256(t, disk); after != before {
 			t.Errorf("the refused disk changed: sha256 %s before, %s after", before, after)
 		}
 	})
@@ -286,7 +270,7 @@ func TestISOAsks(t *testing.T) {
 		t.Fatal(err)
 	}
 	disk := emptyDisk(t, "disk.img")
-	before := fileHash(t, disk)
+	before := testenv.FileSHA256(t, disk)
 	drives := []qemu.Drive{{Path: iso, Media: "cdrom", ReadOnly: true, BootOrder: 1}, {Path: disk}}
 	const prompt = `type yes and Enter to erase everything on /dev/vda and install 1\.0\.0: `
 
@@ -302,7 +286,7 @@ func TestISOAsks(t *testing.T) {
 	if err := vm.Wait(stepTimeout); err != nil {
 		t.Fatalf("Enter did not power off: %v", err)
 	}
-	if after := fileHash(t, disk); after != before {
+	if after := testenv.FileSHA256(t, disk); after != before {
 		t.Errorf("the disk changed after the answer no: sha256 %s before, %s after", before, after)
 	}
 

@@ -72,16 +72,7 @@ func powerCuts(t *testing.T, local bool) {
 	if err := grub.BuildImages(ctx, grubDir); err != nil {
 		t.Fatal(err)
 	}
-	file := filepath.Join(t.TempDir(), "disk.img")
-	f, _ := os.Create(file)
-	f.Truncate(partition.MinDiskSize(32 << 20))
-	f.Close()
-	out, err := exec.Command("losetup", "--find", "--show", file).CombinedOutput()
-	if err != nil {
-		t.Fatalf("no loop device: %v: %s", err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	dev, _ := testenv.LoopDisk(t, partition.MinDiskSize(32<<20))
 	if _, err := install.Install(ctx, install.Options{Disk: dev, Image: filepath.Join(v1, release.SlotFile), GrubDir: grubDir, SlotSize: 32 << 20, Finder: &partition.Finder{SysBlock: "/sys/block", DevDir: "/dev"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -217,16 +208,7 @@ func TestPowerCutsDuringInstall(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", installer, "../installer").CombinedOutput(); err != nil {
 		t.Fatalf("build the installer: %v\n%s", err, out)
 	}
-	file := filepath.Join(t.TempDir(), "disk.img")
-	f, _ := os.Create(file)
-	f.Truncate(partition.MinDiskSize(32 << 20))
-	f.Close()
-	out, err := exec.Command("losetup", "--find", "--show", file).CombinedOutput()
-	if err != nil {
-		t.Fatalf("no loop device: %v: %s", err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	dev, _ := testenv.LoopDisk(t, partition.MinDiskSize(32<<20))
 	args := []string{"install", "--disk", dev, "--image", v1, "--grub-dir", grubDir, "--slot-size", "32M", "--yes", "--wipe-data"}
 	want, _ := os.ReadFile(filepath.Join(v1, release.SlotFile))
 	runOnce := func(kill time.Duration) error {

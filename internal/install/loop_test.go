@@ -12,25 +12,11 @@ import (
 	"github.com/twinroot/twinroot/internal/testenv"
 )
 
-// attachLoop attaches path to a free loop device and detaches it when the
-// test ends, also on failure.
-func attachLoop(t *testing.T, path string) string {
-	t.Helper()
-	out, err := exec.Command("losetup", "--find", "--show", path).CombinedOutput()
-	if err != nil {
-		t.Fatalf("no loop device here (losetup: %v: %s)", err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
-	return dev
-}
-
 func TestInstallLoopDevice(t *testing.T) {
 	testenv.NeedRoot(t)
 	g := grubDir(t)
 	img := squashfs(t, "2.0.0", 1<<20)
-	file := newDisk(t, partition.MinDiskSize(slotSize))
-	dev := attachLoop(t, file)
+	dev, file := testenv.LoopDisk(t, partition.MinDiskSize(slotSize))
 	finder := partition.System()
 	finder.BootMedium = []string{dev}
 	before := testenv.FileSHA256(t, file)

@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -58,4 +60,29 @@ func FileSHA256(t testing.TB, path string) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// LoopDisk makes a sparse file of size bytes and attaches it to a free
+// loop device, detached when the test ends (also on failure). It needs
+// root.
+func LoopDisk(t testing.TB, size int64) (dev, file string) {
+	t.Helper()
+	NeedRoot(t)
+	file = filepath.Join(t.TempDir(), "disk.img")
+	f, err := os.Create(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = f.Truncate(size)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("losetup", "--find", "--show", file).CombinedOutput()
+	if err != nil {
+		t.Fatalf("no free loop device: %v: %s", err, out)
+	}
+	dev = strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	return dev, file
 }
