@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -24,13 +25,15 @@ import (
 	"github.com/twinroot/twinroot/internal/install"
 	"github.com/twinroot/twinroot/internal/partition"
 	"github.com/twinroot/twinroot/internal/s3test"
+	"github.com/twinroot/twinroot/internal/state"
 )
 
 type options struct {
 	harness.Common
-	SizeMB     int64
-	RSSSizesMB []int64
-	Runs       int
+	SizeMB  int64   // the image the peers (pipeline, RAUC) and the first apply after install are measured on
+	SizesMB []int64 // images whose apply/limit and peak RSS are measured
+	Runs    int
+	Quiet   time.Duration // longest wait for a quiet machine before each step
 }
 
 func (o options) validate() error {
@@ -39,8 +42,10 @@ func (o options) validate() error {
 		return fmt.Errorf("-size %d: want at least 16 MiB", o.SizeMB)
 	case o.Runs < 1:
 		return fmt.Errorf("-runs %d: want at least 1", o.Runs)
+	case o.Quiet < 0:
+		return fmt.Errorf("-quiet %s: want 0 or more", o.Quiet)
 	}
-	for _, s := range o.RSSSizesMB {
+	for _, s := range o.SizesMB {
 		if s < 16 {
 			return fmt.Errorf("-sizes: %d MiB: want at least 16 MiB", s)
 		}
@@ -51,93 +56,110 @@ func (o options) validate() error {
 // Report is what one bench run measured. Times are in seconds, sizes in
 // bytes.
 type Report struct {
-	Image    ImageReport `json:"image"`
-	Runs     int         `json:"runs"`
-	Apply    Measure     `json:"apply"`
-	Stages   []Measure   `json:"stages"`
-	Limit    LimitReport `json:"limit"`
-	Pipeline Measure     `json:"pipeline"`
-	RAUC     Measure     `json:"rauc"`
-	RAUCHTTP Measure     `json:"rauc_http"`
-	RSS      []RSSReport `json:"peak_rss"`
-	Check    CheckReport `json:"no_change_check"`
+	Device     string       `json:"device"`
+	SlotBOff   int64        `json:"slot_b_offset"`
+	SlotBSize  int64        `json:"slot_b_size"`
+	Server     string       `json:"server"`
+	Runs       int          `json:"runs"`
+	Cores      int          `json:"cores"`
+	Sizes      []SizeReport `json:"sizes"`
+	Pipeline   Measure      `json:"pipeline"`
+	RAUC       Measure      `json:"rauc"`
+	RAUCHTTP   Measure      `json:"rauc_http"`
+	PeersMiB   int64        `json:"peers_image_mib"` // the image Pipeline, RAUC and FirstApply were measured on
+	FirstApply FirstApply   `json:"first_apply_after_install"`
+	Check      CheckReport  `json:"no_change_check"`
+	// Disturbed counts the measures during which processes outside the
+	// bench took more than disturbedShare of the machine.
+	Disturbed int `json:"disturbed_measures"`
+	Measures  int `json:"measures"`
 }
 
-// ImageReport describes the release applied in the timed runs and where.
+// SizeReport is updater apply of one image beside each of its stages
+// alone, the limit they set, and apply's peak RSS.
+type SizeReport struct {
+	Image  ImageReport `json:"image"`
+	Apply  Measure     `json:"apply"`
+	Stages []Measure   `json:"stages"`
+	Limit  LimitReport `json:"limit"`
+	// PeakRSS is the largest of apply's runs (wait4's ru_maxrss).
+	PeakRSS int64 `json:"peak_rss_bytes"`
+}
+
+// ImageReport describes a release applied in the timed runs.
 type ImageReport struct {
+	MiB         int64  `json:"mib"` // of random data in its root
 	Format      string `json:"format"`
 	SlotBytes   int64  `json:"slot_bytes"`
 	ObjectBytes int64  `json:"object_bytes"`
 	Chunks      int    `json:"chunks"`
-	Device      string `json:"device"`
-	SlotBOffset int64  `json:"slot_b_offset"`
-	SlotBSize   int64  `json:"slot_b_size"`
-	Server      string `json:"server"`
 }
 
-// Measure is one command's wall and CPU (user + system) seconds per run:
-// its processes' own, and the whole machine's while it ran, which also
-// counts the kernel's threads (a loop device's worker copies every byte
-// written to it).
+// Measure is one command's wall and CPU seconds per run. CPU is user +
+// system of its processes (and of the servers it makes work: MinIO, the
+// rauc service) and Kernel that of the kernel's threads meanwhile: a loop
+// device's worker copies every byte written to it, and the block layer
+// completes the writes. Other processes' CPU is left out, so a busy
+// machine does not raise the limit.
 type Measure struct {
-	Name       string    `json:"name"`
-	Command    string    `json:"command"`
-	WallS      []float64 `json:"wall_s"`
-	CPUS       []float64 `json:"cpu_s"`
-	MachineS   []float64 `json:"machine_cpu_s"`
-	WallMed    float64   `json:"wall_median_s"`
-	CPUMed     float64   `json:"cpu_median_s"`
-	MachineMed float64   `json:"machine_cpu_median_s"`
+	Name      string    `json:"name"`
+	Command   string    `json:"command"`
+	WallS     []float64 `json:"wall_s"`
+	CPUS      []float64 `json:"cpu_s"`
+	KernelS   []float64 `json:"kernel_cpu_s"`
+	WallMed   float64   `json:"wall_median_s"`
+	CPUMed    float64   `json:"cpu_median_s"`
+	KernelMed float64   `json:"kernel_cpu_median_s"`
 	// ServerCPUMed is MinIO's share of CPUMed (GET and apply).
 	ServerCPUMed float64 `json:"server_cpu_median_s,omitempty"`
+	// EngineMed is apply's time in its fetch engine (Stats.Elapsed: scan,
+	// stream, read-back); the rest of its wall time starts the process,
+	// checks the release, fetches the index and arms.
+	EngineMed float64 `json:"engine_median_s,omitempty"`
+	// ScanMed is apply's chunking of the running slot (Stats.Scan).
+	ScanMed float64 `json:"scan_median_s,omitempty"`
 	// ApplyOver is apply's median wall time over this one's.
 	ApplyOver float64 `json:"apply_over"`
 }
 
-func (m *Measure) add(wall, cpu, machine time.Duration) {
-	m.WallS = append(m.WallS, wall.Seconds())
-	m.CPUS = append(m.CPUS, cpu.Seconds())
-	m.MachineS = append(m.MachineS, machine.Seconds())
+func (m *Measure) add(x measured) {
+	m.WallS = append(m.WallS, x.wall.Seconds())
+	m.CPUS = append(m.CPUS, x.cpu.Seconds())
+	m.KernelS = append(m.KernelS, x.kernel.Seconds())
 }
 
 func (m *Measure) finish(applyWall float64) {
-	m.WallMed, m.CPUMed, m.MachineMed = harness.Median(m.WallS), harness.Median(m.CPUS), harness.Median(m.MachineS)
+	m.WallMed, m.CPUMed, m.KernelMed = harness.Median(m.WallS), harness.Median(m.CPUS), harness.Median(m.KernelS)
 	if m.WallMed > 0 {
 		m.ApplyOver = applyWall / m.WallMed
 	}
 }
 
 // LimitReport is the SPEC's limit for an apply: max(the slowest stage
-// alone, the stages' CPU seconds summed over the cores). The stages' CPU
-// is what the machine spent while each ran: the device write's is mostly
-// the loop device's kernel worker, which no process's own time counts.
-// ProcessLimitS is the same limit with the stages' own CPU only.
+// alone, the stages' CPU seconds summed over the cores), a stage's CPU
+// being its processes' (MinIO's for the GET) and the kernel threads'.
 type LimitReport struct {
-	Slowest       string  `json:"slowest_stage"`
-	SlowestS      float64 `json:"slowest_stage_s"`
-	CPUSumS       float64 `json:"stage_cpu_sum_s"`
-	MachineSumS   float64 `json:"stage_machine_cpu_sum_s"`
-	Cores         int     `json:"cores"`
-	LimitS        float64 `json:"limit_s"`
-	ProcessLimitS float64 `json:"process_cpu_limit_s"`
-	ApplyS        float64 `json:"apply_s"`
-	Ratio         float64 `json:"apply_over_limit"` // target: 1.1 or less
-	ProcessRatio  float64 `json:"apply_over_process_cpu_limit"`
-	ApplyScan     float64 `json:"apply_scan_s"`   // apply's chunking of the running slot
-	ApplyVfy      float64 `json:"apply_verify_s"` // apply's read-back of chunks an earlier run wrote
-	// ApplyEngine is apply's time in its fetch engine (scan, pipeline,
-	// read-back); the rest of its wall time is the start of the process,
-	// the check of the release, the index, the arm.
-	ApplyEngine float64 `json:"apply_engine_s"`
+	Slowest  string  `json:"slowest_stage"`
+	SlowestS float64 `json:"slowest_stage_s"`
+	CPUSumS  float64 `json:"stage_cpu_sum_s"`
+	Cores    int     `json:"cores"`
+	LimitS   float64 `json:"limit_s"`
+	ApplyS   float64 `json:"apply_s"`
+	Ratio    float64 `json:"apply_over_limit"` // target: 1.1 or less
+	// EngineRatio is the fetch engine's time (the pipeline) over the limit.
+	EngineRatio float64 `json:"engine_over_limit"`
+	// ApplyCPUS is apply's CPU seconds the way the stages' are counted.
+	ApplyCPUS float64 `json:"apply_cpu_s"`
 }
 
-// RSSReport is apply's peak resident set for one image size.
-type RSSReport struct {
-	ImageMiB  int64   `json:"image_mib"`
-	SlotBytes int64   `json:"slot_bytes"`
-	PeakRSS   int64   `json:"peak_rss_bytes"` // the largest of Runs
-	Runs      int     `json:"runs"`
-	ApplyS    float64 `json:"apply_s"` // median
+// FirstApply is the first apply after install, with slot A's index kept
+// in the state directory as installer install seeds it (no scan of slot
+// A), beside the same apply when the index is missing (a scan).
+type FirstApply struct {
+	Kept    Measure `json:"index_kept"`
+	Scanned Measure `json:"index_missing"`
+	// RunningBytes is what the scan reads: slot A's image.
+	RunningBytes int64 `json:"running_bytes"`
 }
 
 // CheckReport counts the bytes of `updater check` on the TCP connection
@@ -183,6 +205,9 @@ type bench struct {
 	minioPID int
 	env      []string // the server's credentials for the aws CLI and the Go stages
 	rauc     *raucPeer
+	v1       *release // in slot A
+
+	measures, disturbed int // measures taken, and those other processes disturbed
 }
 
 const prefix = "apply" // the store prefix of every channel
@@ -212,17 +237,22 @@ func run(ctx context.Context, o options, log io.Writer) (rep Report, err error) 
 	defer remove()
 	b.work, b.updater, b.key, b.pub = env.Work, env.Updater, env.Key, env.Pub
 
-	// Releases: v1 in slot A (other random bytes, so nothing is reused),
-	// and one release per measured size.
-	v1, err := b.build(ctx, "v1", 16, 1, "1.0.0", 1)
+	// Releases: v1 in slot A, as large as the peers' image (other random
+	// bytes, so nothing is reused, and a scan of slot A costs what it
+	// would on a device), and one release per measured size.
+	v1, err := b.build(ctx, "v1", o.SizeMB, 1, "1.0.0", 1)
 	if err != nil {
 		return rep, err
 	}
-	sizes := []int64{o.SizeMB}
-	for _, s := range o.RSSSizesMB {
-		if !slices.Contains(sizes, s) {
-			sizes = append(sizes, s)
-		}
+	// installer install takes only a release signed by a key its image
+	// trusts.
+	if _, err := b.run(ctx, nil, b.updater, "sign", "--image", v1.dir, "--channel", v1.channel, "--key", b.key); err != nil {
+		return rep, err
+	}
+	b.v1 = v1
+	sizes := o.SizesMB
+	if !slices.Contains(sizes, o.SizeMB) {
+		sizes = append([]int64{o.SizeMB}, sizes...)
 	}
 	rels := map[int64]*release{}
 	var biggest int64
@@ -265,31 +295,16 @@ func run(ctx context.Context, o options, log io.Writer) (rep Report, err error) 
 		return rep, err
 	}
 	defer b.rauc.stop()
-	rep.Image = ImageReport{
-		Format:    "squashfs, uncompressed (updater build --compression none), of random data",
-		SlotBytes: main.size, ObjectBytes: main.objSize, Chunks: main.chunks,
-		Device: b.dev, SlotBOffset: b.layout.B.Start, SlotBSize: b.layout.B.Size, Server: "minio",
-	}
-	rep.Runs = o.Runs
-	peak, err := b.measureApply(ctx, main, aws, &rep)
-	if err != nil {
-		return rep, err
-	}
-	for _, mib := range o.RSSSizesMB {
-		r := rels[mib]
-		rr := RSSReport{ImageMiB: mib, SlotBytes: r.size}
-		if mib == o.SizeMB {
-			rr.PeakRSS, rr.Runs, rr.ApplyS = peak, o.Runs, rep.Apply.WallMed
-		} else {
-			b.logf("peak RSS: apply of %d MiB", mib)
-			a, err := b.apply(ctx, r)
-			if err != nil {
-				return rep, err
-			}
-			rr.PeakRSS, rr.Runs, rr.ApplyS = a.maxRSS, 1, a.wall.Seconds()
+	rep.Device, rep.SlotBOff, rep.SlotBSize, rep.Server = b.dev, b.layout.B.Start, b.layout.B.Size, "minio"
+	rep.Runs, rep.Cores, rep.PeersMiB = o.Runs, runtime.NumCPU(), o.SizeMB
+	for _, mib := range sizes {
+		sr, err := b.measureSize(ctx, rels[mib], mib == o.SizeMB, aws, &rep)
+		if err != nil {
+			return rep, err
 		}
-		rep.RSS = append(rep.RSS, rr)
+		rep.Sizes = append(rep.Sizes, sr)
 	}
+	rep.Disturbed, rep.Measures = b.disturbed, b.measures
 	if rep.Check, err = b.measureCheck(ctx, main); err != nil {
 		return rep, err
 	}
@@ -469,18 +484,24 @@ reboot:
 // measured is what a finished command cost.
 type measured struct {
 	wall, cpu time.Duration
+	kernel    time.Duration // the kernel threads' CPU meanwhile
 	machine   time.Duration // every process's and kernel thread's CPU meanwhile
 	maxRSS    int64
 	stdout    []byte
 }
 
 // measure runs a command and reads its rusage (its own and that of the
-// children it waited for) and the machine's CPU time while it ran.
+// children it waited for), the kernel threads' and the machine's CPU time
+// while it ran.
 func (b *bench) measure(ctx context.Context, env []string, name string, args ...string) (measured, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	k0, err := kernelCPU()
+	if err != nil {
+		return measured{}, err
+	}
 	m0, err := machineCPU()
 	if err != nil {
 		return measured{}, err
@@ -489,10 +510,11 @@ func (b *bench) measure(ctx context.Context, env []string, name string, args ...
 	err = cmd.Run()
 	m := measured{wall: time.Since(start), stdout: stdout.Bytes()}
 	m1, merr := machineCPU()
-	if err == nil && merr != nil {
-		return m, merr
+	k1, kerr := kernelCPU()
+	if err == nil {
+		err = errors.Join(merr, kerr)
 	}
-	m.machine = m1 - m0
+	m.machine, m.kernel = m1-m0, k1-k0
 	if err != nil {
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
 			err = fmt.Errorf("%w: %s", err, msg)
@@ -506,15 +528,70 @@ func (b *bench) measure(ctx context.Context, env []string, name string, args ...
 	return m, nil
 }
 
+// disturbedShare is the share of the machine that processes outside a
+// measure may take before the measure counts as disturbed.
+const disturbedShare = 0.15
+
+// account counts a timed measure whose CPU (server's included) is final,
+// and whether other processes took more than disturbedShare of the
+// machine meanwhile.
+func (b *bench) account(m measured) {
+	b.measures++
+	other := m.machine - m.cpu - m.kernel
+	if other.Seconds() > disturbedShare*m.wall.Seconds()*float64(runtime.NumCPU()) {
+		b.disturbed++
+	}
+}
+
+// waitQuiet waits, up to -quiet, until the machine has been idle for one
+// second (other processes taking less than disturbedShare of it): QEMU
+// tests or builds running beside the bench slow the measures unevenly.
+func (b *bench) waitQuiet(ctx context.Context) error {
+	deadline := time.Now().Add(b.o.Quiet)
+	for time.Now().Before(deadline) {
+		m0, err := machineCPU()
+		if err != nil {
+			return err
+		}
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		m1, err := machineCPU()
+		if err != nil {
+			return err
+		}
+		if (m1 - m0).Seconds() < disturbedShare*float64(runtime.NumCPU()) {
+			return nil
+		}
+	}
+	return nil
+}
+
 // serverCPU returns MinIO's CPU time so far.
 func (b *bench) serverCPU() (time.Duration, error) { return procCPU(b.minioPID) }
 
 // reset makes slot B ready for a full apply again: the boot state is the
 // installed one and the state directory (journal, last check) is gone.
-func (b *bench) reset(r *release) (stateDir string, err error) {
+// With keepIndex the state directory holds slot A's index, as installer
+// install seeds it, so apply does not scan slot A.
+func (b *bench) reset(r *release, keepIndex bool) (stateDir string, err error) {
 	stateDir = filepath.Join(b.work, "state-"+r.channel)
 	if err := os.RemoveAll(stateDir); err != nil {
 		return "", err
+	}
+	if keepIndex {
+		idx, err := os.ReadFile(filepath.Join(b.v1.dir, "chunks.idx"))
+		if err != nil {
+			return "", err
+		}
+		if err := os.MkdirAll(stateDir, 0o755); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(stateDir, state.SlotIndexName(string(partition.A))), idx, 0o644); err != nil {
+			return "", err
+		}
 	}
 	d, err := bootstate.OpenDisk(b.dev)
 	if err != nil {
@@ -527,8 +604,8 @@ func (b *bench) reset(r *release) (stateDir string, err error) {
 	return stateDir, nil
 }
 
-// applyRun is one updater apply: its cost, its result and MinIO's CPU
-// time meanwhile.
+// applyRun is one updater apply: its cost (MinIO's CPU included) and its
+// result.
 type applyRun struct {
 	measured
 	result agent.ApplyResult
@@ -536,11 +613,14 @@ type applyRun struct {
 }
 
 // apply resets slot B and runs updater apply of r; it checks that the
-// whole image was fetched (nothing reused) and slot B armed.
-func (b *bench) apply(ctx context.Context, r *release) (applyRun, error) {
+// image was fetched (all but a few KiB) and slot B armed.
+func (b *bench) apply(ctx context.Context, r *release, keepIndex bool) (applyRun, error) {
 	var a applyRun
-	stateDir, err := b.reset(r)
+	stateDir, err := b.reset(r, keepIndex)
 	if err != nil {
+		return a, err
+	}
+	if err := b.waitQuiet(ctx); err != nil {
 		return a, err
 	}
 	s0, err := b.serverCPU()
@@ -557,28 +637,37 @@ func (b *bench) apply(ctx context.Context, r *release) (applyRun, error) {
 		return a, err
 	}
 	a.server = s1 - s0
-	ar := &a.result
-	// The JSON document comes first; the reboot policy's line follows it.
-	if err := json.NewDecoder(bytes.NewReader(a.stdout)).Decode(ar); err != nil {
+	a.cpu += a.server
+	b.account(a.measured)
+	var round agent.RoundResult
+	if err := json.Unmarshal(a.stdout, &round); err != nil {
 		return a, fmt.Errorf("updater apply -o json: %w: %q", err, a.stdout)
 	}
+	if round.Apply == nil {
+		return a, fmt.Errorf("updater apply applied nothing: %+v", round.Check)
+	}
+	ar := round.Apply
+	a.result = *ar
 	switch {
 	case ar.State.Trial != partition.B:
 		return a, fmt.Errorf("updater apply left boot state %+v, want slot b on trial", ar.State)
-	case ar.Stats.Reused != 0 || ar.Stats.Skipped != 0 || ar.Stats.Fetched != r.size:
+	case ar.Stats.Skipped != 0 || ar.Stats.Fetched+ar.Stats.Reused != r.size || ar.Stats.Fetched < r.size*99/100:
+		// slot A shares a few KiB of squashfs's own blocks with r.
 		return a, fmt.Errorf("updater apply was not a full fetch: %+v", ar.Stats)
 	}
 	return a, nil
 }
 
-// measureApply times apply, each stage alone, the shell pipeline and
-// rauc install, runs interleaved with the order rotating, and returns
-// apply's peak RSS.
-func (b *bench) measureApply(ctx context.Context, r *release, aws string, rep *Report) (int64, error) {
+// measureSize times apply of r and each of its stages alone, and with
+// peers the shell pipeline, rauc install and the first apply after install
+// without slot A's index; runs are interleaved, the order rotating.
+func (b *bench) measureSize(ctx context.Context, r *release, peers bool, aws string, rep *Report) (SizeReport, error) {
+	sr := SizeReport{Image: ImageReport{MiB: r.mib, Format: "squashfs, uncompressed (updater build --compression none), of random data",
+		SlotBytes: r.size, ObjectBytes: r.objSize, Chunks: r.chunks}}
 	url := b.srv.URL(prefix)
 	off := b.layout.B.Start
 	if r.size > b.layout.B.Size {
-		return 0, fmt.Errorf("%s does not fit slot b", r.slot)
+		return sr, fmt.Errorf("%s does not fit slot b", r.slot)
 	}
 	dd := []string{"if=" + r.slot, "of=" + b.dev, "bs=4M", "iflag=fullblock", "oflag=direct,seek_bytes",
 		fmt.Sprintf("seek=%d", off), "conv=fsync", "status=none"}
@@ -587,7 +676,8 @@ func (b *bench) measureApply(ctx context.Context, r *release, aws string, rep *R
 "$1" --endpoint-url "$6" s3 cp --only-show-errors "$2" - | zstd -d -c -q | tee >(sha256sum > "$3") |
 	dd of="$4" bs=4M iflag=fullblock oflag=direct,seek_bytes seek="$5" conv=fsync status=none
 wait $!`
-	apply := Measure{Name: "updater apply", Command: "updater apply --disk " + b.dev + " --running-slot a"}
+	apply := Measure{Name: "updater apply", Command: "updater apply --disk " + b.dev + " --running-slot a, slot A's index kept (no scan)"}
+	scanned := Measure{Name: "updater apply, slot A scanned", Command: "updater apply without slot A's index: it chunks slot A first"}
 	get := Measure{Name: "GET to /dev/null", Command: "Go GET (the updater's S3 client), plus MinIO's CPU"}
 	unzstd := Measure{Name: "zstd decompression", Command: "Go klauspost/compress zstd, one goroutine"}
 	hash := Measure{Name: "SHA-256", Command: "Go crypto/sha256 of slot.img"}
@@ -597,154 +687,156 @@ wait $!`
 		"rauc install of a local %.1f MB plain bundle into a raw slot over slot b's bytes (rauc service, bootloader=noop)", mb(b.rauc.bytes))}
 	raucHTTP := Measure{Name: "rauc install (plain bundle, http from MinIO)",
 		Command: "rauc install of a presigned MinIO URL of the same bundle: downloaded whole, then installed; plus MinIO's CPU"}
-	var peak int64
-	var applyServer, scan, verify, engine []float64
-	for i := range b.o.Runs {
-		steps := []func() error{
-			func() error {
-				a, err := b.apply(ctx, r)
-				if err != nil {
-					return err
-				}
-				apply.add(a.wall, a.cpu+a.server, a.machine)
-				applyServer = append(applyServer, a.server.Seconds())
-				scan = append(scan, a.result.Stats.Scan.Seconds())
-				verify = append(verify, a.result.Stats.Verify.Seconds())
-				engine = append(engine, a.result.Stats.Elapsed.Seconds())
-				peak = max(peak, a.maxRSS)
-				return nil
-			},
-			func() error {
-				s0, err := b.serverCPU()
-				if err != nil {
-					return err
-				}
-				m, err := b.measure(ctx, b.env, b.self, stageArg, stageGet, url, r.key)
-				if err != nil {
-					return err
-				}
-				s1, err := b.serverCPU()
-				if err != nil {
-					return err
-				}
-				if got := strings.TrimSpace(string(m.stdout)); got != strconv.FormatInt(r.objSize, 10) {
-					return fmt.Errorf("GET of %s gave %s bytes, want %d", r.key, got, r.objSize)
-				}
-				get.add(m.wall, m.cpu+s1-s0, m.machine)
-				return nil
-			},
-			func() error {
-				m, err := b.measure(ctx, nil, b.self, stageArg, stageUnzstd, r.object)
-				if err != nil {
-					return err
-				}
-				if got := strings.TrimSpace(string(m.stdout)); got != strconv.FormatInt(r.size, 10) {
-					return fmt.Errorf("decompression gave %s bytes, want %d", got, r.size)
-				}
-				unzstd.add(m.wall, m.cpu, m.machine)
-				return nil
-			},
-			func() error {
-				m, err := b.measure(ctx, nil, b.self, stageArg, stageSHA256, r.slot)
-				if err != nil {
-					return err
-				}
-				if got := strings.TrimSpace(string(m.stdout)); got != r.sha256 {
-					return fmt.Errorf("SHA-256 of slot.img is %s, the manifest says %s", got, r.sha256)
-				}
-				hash.add(m.wall, m.cpu, m.machine)
-				return nil
-			},
-			func() error {
-				m, err := b.measure(ctx, nil, "dd", dd...)
-				if err != nil {
-					return err
-				}
-				write.add(m.wall, m.cpu, m.machine)
-				return nil
-			},
-			func() error {
-				os.Remove(sumFile)
-				s0, err := b.serverCPU()
-				if err != nil {
-					return err
-				}
-				m, err := b.measure(ctx, b.env, "bash", "-c", script, "bash", aws, url+"/"+r.key, sumFile, b.dev, strconv.FormatInt(off, 10), b.srv.Endpoint)
-				if err != nil {
-					return err
-				}
-				s1, err := b.serverCPU()
-				if err != nil {
-					return err
-				}
-				sum, err := os.ReadFile(sumFile)
-				if err != nil {
-					return err
-				}
-				if got, _, _ := strings.Cut(string(sum), " "); got != r.sha256 {
-					return fmt.Errorf("the pipeline wrote bytes with SHA-256 %s, the manifest says %s", got, r.sha256)
-				}
-				pipe.add(m.wall, m.cpu+s1-s0, m.machine)
-				return nil
-			},
-			func() error {
-				m, err := b.raucInstall(ctx, r, false)
-				if err != nil {
-					return err
-				}
-				rauc.add(m.wall, m.cpu, m.machine)
-				return nil
-			},
-			func() error {
-				m, err := b.raucInstall(ctx, r, true)
-				if err != nil {
-					return err
-				}
-				raucHTTP.add(m.wall, m.cpu, m.machine)
-				return nil
-			},
+	var applyServer, engine, scan, scannedEngine, scannedScan []float64
+	// timed runs a stage alone on a quiet machine, with MinIO's CPU if
+	// server, and checks its output.
+	timed := func(m *Measure, server bool, check func([]byte) error, env []string, name string, args ...string) error {
+		if err := b.waitQuiet(ctx); err != nil {
+			return err
 		}
-		names := []string{"apply", "GET", "zstd -d", "sha256", "dd", "pipeline", "rauc install", "rauc install http"}
+		s0, err := b.serverCPU()
+		if err != nil {
+			return err
+		}
+		x, err := b.measure(ctx, env, name, args...)
+		if err != nil {
+			return err
+		}
+		s1, err := b.serverCPU()
+		if err != nil {
+			return err
+		}
+		if server {
+			x.cpu += s1 - s0
+		}
+		if err := check(x.stdout); err != nil {
+			return err
+		}
+		b.account(x)
+		m.add(x)
+		return nil
+	}
+	want := func(what, w string) func([]byte) error {
+		return func(out []byte) error {
+			if got := strings.TrimSpace(string(out)); got != w {
+				return fmt.Errorf("%s gave %q, want %s", what, got, w)
+			}
+			return nil
+		}
+	}
+	type step struct {
+		name string
+		do   func() error
+	}
+	steps := []step{
+		{"apply", func() error {
+			a, err := b.apply(ctx, r, true)
+			if err != nil {
+				return err
+			}
+			apply.add(a.measured)
+			applyServer = append(applyServer, a.server.Seconds())
+			engine = append(engine, a.result.Stats.Elapsed.Seconds())
+			scan = append(scan, a.result.Stats.Scan.Seconds())
+			sr.PeakRSS = max(sr.PeakRSS, a.maxRSS)
+			return nil
+		}},
+		{"GET", func() error {
+			return timed(&get, true, want("GET of "+r.key, strconv.FormatInt(r.objSize, 10)), b.env, b.self, stageArg, stageGet, url, r.key)
+		}},
+		{"zstd -d", func() error {
+			return timed(&unzstd, false, want("decompression", strconv.FormatInt(r.size, 10)), nil, b.self, stageArg, stageUnzstd, r.object)
+		}},
+		{"sha256", func() error {
+			return timed(&hash, false, want("SHA-256 of slot.img", r.sha256), nil, b.self, stageArg, stageSHA256, r.slot)
+		}},
+		{"dd", func() error {
+			return timed(&write, false, func([]byte) error { return nil }, nil, "dd", dd...)
+		}},
+	}
+	if peers {
+		steps = append(steps,
+			step{"apply, scanning slot A", func() error {
+				a, err := b.apply(ctx, r, false)
+				if err != nil {
+					return err
+				}
+				scanned.add(a.measured)
+				scannedEngine = append(scannedEngine, a.result.Stats.Elapsed.Seconds())
+				scannedScan = append(scannedScan, a.result.Stats.Scan.Seconds())
+				sr.PeakRSS = max(sr.PeakRSS, a.maxRSS)
+				return nil
+			}},
+			step{"pipeline", func() error {
+				os.Remove(sumFile)
+				check := func([]byte) error {
+					sum, err := os.ReadFile(sumFile)
+					if err != nil {
+						return err
+					}
+					if got, _, _ := strings.Cut(string(sum), " "); got != r.sha256 {
+						return fmt.Errorf("the pipeline wrote bytes with SHA-256 %s, the manifest says %s", got, r.sha256)
+					}
+					return nil
+				}
+				return timed(&pipe, true, check, b.env, "bash", "-c", script, "bash", aws, url+"/"+r.key, sumFile, b.dev, strconv.FormatInt(off, 10), b.srv.Endpoint)
+			}},
+			step{"rauc install", func() error { return b.timedRAUC(ctx, &rauc, r, false) }},
+			step{"rauc install http", func() error { return b.timedRAUC(ctx, &raucHTTP, r, true) }},
+		)
+	}
+	for i := range b.o.Runs {
 		k := i % len(steps)
-		steps = append(steps[k:], steps[:k]...)
-		names = append(names[k:], names[:k]...)
-		for j, step := range steps {
-			b.logf("run %d/%d: %s", i+1, b.o.Runs, names[j])
-			if err := step(); err != nil {
-				return 0, err
+		for _, st := range append(slices.Clone(steps[k:]), steps[:k]...) {
+			b.logf("%d MiB, run %d/%d: %s", r.mib, i+1, b.o.Runs, st.name)
+			if err := st.do(); err != nil {
+				return sr, err
 			}
 		}
 	}
 	apply.finish(0)
-	apply.ServerCPUMed = harness.Median(applyServer)
+	apply.ServerCPUMed, apply.EngineMed, apply.ScanMed = harness.Median(applyServer), harness.Median(engine), harness.Median(scan)
 	apply.ApplyOver = 1
-	rep.Apply = apply
+	sr.Apply = apply
 	for _, m := range []*Measure{&get, &unzstd, &hash, &write} {
 		m.finish(apply.WallMed)
-		rep.Stages = append(rep.Stages, *m)
+		sr.Stages = append(sr.Stages, *m)
 	}
-	pipe.finish(apply.WallMed)
-	rep.Pipeline = pipe
-	rauc.finish(apply.WallMed)
-	rep.RAUC = rauc
-	raucHTTP.finish(apply.WallMed)
-	rep.RAUCHTTP = raucHTTP
-
-	l := LimitReport{Cores: runtime.NumCPU(), ApplyS: apply.WallMed, ApplyScan: harness.Median(scan), ApplyVfy: harness.Median(verify),
-		ApplyEngine: harness.Median(engine)}
-	for _, s := range rep.Stages {
+	l := LimitReport{Cores: runtime.NumCPU(), ApplyS: apply.WallMed, ApplyCPUS: apply.CPUMed + apply.KernelMed}
+	for _, s := range sr.Stages {
 		if s.WallMed > l.SlowestS {
 			l.Slowest, l.SlowestS = s.Name, s.WallMed
 		}
-		l.CPUSumS += s.CPUMed
-		l.MachineSumS += s.MachineMed
+		l.CPUSumS += s.CPUMed + s.KernelMed
 	}
-	l.LimitS = max(l.SlowestS, l.MachineSumS/float64(l.Cores))
+	l.LimitS = max(l.SlowestS, l.CPUSumS/float64(l.Cores))
 	l.Ratio = apply.WallMed / l.LimitS
-	l.ProcessLimitS = max(l.SlowestS, l.CPUSumS/float64(l.Cores))
-	l.ProcessRatio = apply.WallMed / l.ProcessLimitS
-	rep.Limit = l
-	return peak, nil
+	l.EngineRatio = apply.EngineMed / l.LimitS
+	sr.Limit = l
+	if peers {
+		pipe.finish(apply.WallMed)
+		rauc.finish(apply.WallMed)
+		raucHTTP.finish(apply.WallMed)
+		scanned.finish(apply.WallMed)
+		scanned.EngineMed, scanned.ScanMed = harness.Median(scannedEngine), harness.Median(scannedScan)
+		rep.Pipeline, rep.RAUC, rep.RAUCHTTP = pipe, rauc, raucHTTP
+		rep.FirstApply = FirstApply{Kept: apply, Scanned: scanned, RunningBytes: b.v1.size}
+	}
+	return sr, nil
+}
+
+// timedRAUC times one rauc install on a quiet machine.
+func (b *bench) timedRAUC(ctx context.Context, m *Measure, r *release, remote bool) error {
+	if err := b.waitQuiet(ctx); err != nil {
+		return err
+	}
+	x, err := b.raucInstall(ctx, r, remote)
+	if err != nil {
+		return err
+	}
+	b.account(x)
+	m.add(x)
+	return nil
 }
 
 // measureCheck counts the bytes of two checks through a TCP proxy: the
@@ -882,4 +974,43 @@ func procCPU(pid int) (time.Duration, error) {
 		return 0, fmt.Errorf("server CPU time: bad /proc/%d/stat", pid)
 	}
 	return t, nil
+}
+
+// pfKthread marks a kernel thread in /proc/PID/stat's flags (PF_KTHREAD).
+const pfKthread = 0x00200000
+
+// kernelCPU sums the CPU time of the kernel's threads (loop devices'
+// workers, block and writeback workers) from /proc/PID/stat. A worker that
+// exits meanwhile takes its time with it; they rarely do.
+func kernelCPU() (time.Duration, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("kernel CPU time: %w", err)
+	}
+	var total time.Duration
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		flags, err := strconv.ParseUint(f[6], 10, 64)
+		if err != nil || flags&pfKthread == 0 {
+			continue
+		}
+		if t, ok := sumTicks(f[11], f[12]); ok {
+			total += t
+		}
+	}
+	return total, nil
 }

@@ -90,3 +90,51 @@ func TestRandomRoot(t *testing.T) {
 		}
 	}
 }
+
+// TestKernelCPU reads the kernel threads' CPU time twice: it never goes
+// back.
+func TestKernelCPU(t *testing.T) {
+	a, err := kernelCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := kernelCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a < 0 || b < a {
+		t.Errorf("kernelCPU() = %s then %s", a, b)
+	}
+}
+
+// TestWriteTable prints a report of two sizes and checks the lines the
+// issue asks for.
+func TestWriteTable(t *testing.T) {
+	m := func(name string, wall float64) Measure {
+		return Measure{Name: name, WallMed: wall, CPUMed: wall / 2, KernelMed: 0.1, ApplyOver: 1}
+	}
+	size := func(mib int64, ratio float64, rss int64) SizeReport {
+		return SizeReport{Image: ImageReport{MiB: mib, SlotBytes: mib << 20, ObjectBytes: mib << 20, Chunks: 10},
+			Apply:   m("updater apply", 1),
+			Stages:  []Measure{m("GET", 0.5), m("zstd", 0.2), m("SHA-256", 0.4), m("dd", 0.3)},
+			Limit:   LimitReport{Cores: 2, LimitS: 1 / ratio, ApplyS: 1, Ratio: ratio},
+			PeakRSS: rss}
+	}
+	rep := Report{Runs: 3, Cores: 2, PeersMiB: 512, Sizes: []SizeReport{size(512, 1.05, 27<<20), size(2048, 1.08, 28<<20)},
+		RAUC: m("rauc", 3), RAUCHTTP: m("rauc http", 4), Pipeline: m("pipeline", 6),
+		FirstApply: FirstApply{Kept: m("kept", 1), Scanned: m("scanned", 1.5), RunningBytes: 512 << 20}}
+	var out strings.Builder
+	if err := writeTable(&out, rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"apply / limit: 1.05 at 512 MiB, 1.08 at 2048 MiB (target <= 1.1).",
+		"27.0 MiB at 512 MiB, 28.0 MiB at 2048 MiB (target < 32 MiB, flat).",
+		"first apply after install (512 MiB)",
+		"rauc install of the same 512 MiB image: 3.00 s from a local bundle, 4.00 s over http",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}

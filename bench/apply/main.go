@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twinroot/twinroot/bench/internal/harness"
 )
@@ -25,9 +26,10 @@ func main() {
 	o := options{}
 	cli := harness.New("apply-bench", "./bench/apply", usage, &o.Common)
 	fs := cli.Flags
-	fs.Int64Var(&o.SizeMB, "size", 512, "size of the image applied in the timed runs, in MiB of random data")
-	sizes := fs.String("sizes", "512,2048", "image sizes in MiB whose peak RSS is measured, comma-separated")
+	fs.Int64Var(&o.SizeMB, "size", 512, "size of the image the shell pipeline, rauc install and the first apply after install are measured on, in MiB of random data")
+	sizes := fs.String("sizes", "512,2048", "image sizes in MiB whose apply/limit and peak RSS are measured, comma-separated")
 	fs.IntVar(&o.Runs, "runs", 3, "interleaved runs of apply and each stage (the median is reported)")
+	fs.DurationVar(&o.Quiet, "quiet", time.Minute, "longest wait before each measure for a quiet machine (other processes under 15% of it); 0 does not wait")
 	exit, ok := cli.Parse(os.Args[1:], func() error {
 		for _, s := range strings.Split(*sizes, ",") {
 			if s = strings.TrimSpace(s); s == "" {
@@ -37,7 +39,7 @@ func main() {
 			if err != nil {
 				return fmt.Errorf("-sizes: %q is not a number of MiB", s)
 			}
-			o.RSSSizesMB = append(o.RSSSizesMB, n)
+			o.SizesMB = append(o.SizesMB, n)
 		}
 		return o.validate()
 	})
@@ -47,10 +49,11 @@ func main() {
 	os.Exit(harness.Main(cli, func(ctx context.Context, log io.Writer) (Report, error) { return run(ctx, o, log) }, writeTable))
 }
 
-const usage = `Measures updater apply on this machine against each of its stages alone
-(GET, zstd decompression, SHA-256, dd oflag=direct), against the shell
-pipeline aws s3 cp | zstd -d | tee >(sha256sum) | dd and against rauc install
-of a plain bundle of the same image, its peak RSS per image size, and the
-bytes on the wire of a no-change check; loop devices (root needed), one MinIO
-on 127.0.0.1, one rauc service on a private D-Bus, medians of interleaved
-runs. Progress goes to stderr, the report to stdout.`
+const usage = `Measures updater apply on this machine, per image size, against each of
+its stages alone (GET, zstd decompression, SHA-256, dd oflag=direct) and the
+limit they set, with its peak RSS; against the shell pipeline aws s3 cp |
+zstd -d | tee >(sha256sum) | dd and rauc install of a plain bundle of the
+same image; the first apply after install with and without slot A's index;
+and the bytes on the wire of a no-change check. Loop devices (root needed),
+one MinIO on 127.0.0.1, one rauc service on a private D-Bus, medians of
+interleaved runs. Progress goes to stderr, the report to stdout.`

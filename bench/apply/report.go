@@ -3,66 +3,94 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 )
 
-// writeTable prints the report as aligned tables: apply beside each stage
-// alone, the pipeline and rauc install, the limit, peak RSS and the
-// check's bytes.
+// rssTarget is the peak RSS an apply should stay under, whatever the
+// image size.
+const rssTarget = 32 << 20
+
+// writeTable prints the report: per image size, apply beside each stage
+// alone and the limit; then the summary the issue asks for (apply/limit
+// and peak RSS per size, the first apply after install, rauc install),
+// the shell pipeline and the check's bytes.
 func writeTable(w io.Writer, rep Report) error {
-	img := rep.Image
-	fmt.Fprintf(w, "image   %s: slot.img %.1f MB, slot.img.zst %.1f MB in %d chunks\n",
-		img.Format, mb(img.SlotBytes), mb(img.ObjectBytes), img.Chunks)
-	fmt.Fprintf(w, "device  %s, slot b at byte %d (%d MiB); server %s on 127.0.0.1; medians of %d interleaved runs\n\n",
-		img.Device, img.SlotBOffset, img.SlotBSize>>20, img.Server, rep.Runs)
+	fmt.Fprintf(w, "device  %s, slot b at byte %d (%d MiB); server %s on 127.0.0.1; %d cores; medians of %d interleaved runs\n",
+		rep.Device, rep.SlotBOff, rep.SlotBSize>>20, rep.Server, rep.Cores, rep.Runs)
+	fmt.Fprintf(w, "images  squashfs, uncompressed (updater build --compression none), of random data:")
+	for i, s := range rep.Sizes {
+		sep := ";"
+		if i == len(rep.Sizes)-1 {
+			sep = ""
+		}
+		fmt.Fprintf(w, " %d MiB: slot.img %.1f MB, slot.img.zst %.1f MB in %d chunks%s", s.Image.MiB, mb(s.Image.SlotBytes), mb(s.Image.ObjectBytes), s.Image.Chunks, sep)
+	}
+	fmt.Fprintf(w, "\n\n")
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "measure\twall s\tcpu s\tmachine cpu s\tMB/s\tapply / this\t")
 	row := func(m Measure, bytes int64) {
-		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f\t%.0f\t%.2f\t\n", m.Name, m.WallMed, m.CPUMed, m.MachineMed, mb(bytes)/m.WallMed, m.ApplyOver)
+		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f\t%.0f\t%.2f\t\n", m.Name, m.WallMed, m.CPUMed, m.KernelMed, mb(bytes)/m.WallMed, m.ApplyOver)
 	}
-	row(rep.Apply, img.SlotBytes)
-	for i, s := range rep.Stages {
-		n := img.SlotBytes
-		if i == 0 {
-			n = img.ObjectBytes
+	for _, s := range rep.Sizes {
+		fmt.Fprintf(tw, "%d MiB image\twall s\tcpu s\tkernel s\tMB/s\tapply / this\t\n", s.Image.MiB)
+		row(s.Apply, s.Image.SlotBytes)
+		fmt.Fprintf(tw, "  of which the fetch engine (scan %.2f s)\t%.2f\t\t\t\t\t\n", s.Apply.ScanMed, s.Apply.EngineMed)
+		for i, st := range s.Stages {
+			n := s.Image.SlotBytes
+			if i == 0 {
+				n = s.Image.ObjectBytes
+			}
+			st.Name = "  stage: " + st.Name
+			row(st, n)
 		}
-		s.Name = "  stage: " + s.Name
-		row(s, n)
+		l := s.Limit
+		fmt.Fprintf(tw, "limit: max(slowest %.2f, cpu %.2f / %d cores)\t%.2f\t\t\t\t%.2f\t\n", l.SlowestS, l.CPUSumS, l.Cores, l.LimitS, l.Ratio)
+		fmt.Fprintf(tw, "\t\t\t\t\t\t\n")
 	}
-	l := rep.Limit
-	fmt.Fprintf(tw, "limit: max(slowest %.2f, machine cpu %.2f / %d cores)\t%.2f\t\t\t\t%.2f\t\n", l.SlowestS, l.MachineSumS, l.Cores, l.LimitS, l.Ratio)
-	fmt.Fprintf(tw, "  with the stages' own cpu: max(%.2f, %.2f / %d)\t%.2f\t\t\t\t%.2f\t\n", l.SlowestS, l.CPUSumS, l.Cores, l.ProcessLimitS, l.ProcessRatio)
-	row(rep.Pipeline, img.SlotBytes)
-	row(rep.RAUC, img.SlotBytes)
-	row(rep.RAUCHTTP, img.SlotBytes)
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\napply / limit = %.2f (target <= 1.1); slowest stage alone: %s.\n", l.Ratio, l.Slowest)
-	fmt.Fprintf(w, "machine cpu: every process's and kernel thread's CPU time while the measure ran (/proc/stat);\n")
-	fmt.Fprintf(w, "it counts the loop device's worker, which copies what dd and apply write, and a quiet machine's\n")
-	fmt.Fprintf(w, "idle services. cpu: the measure's processes' own (and MinIO's where noted).\n")
-	fmt.Fprintf(w, "apply's cpu includes MinIO's (%.2f s), as does the GET's and the pipeline's; apply also chunks\n", rep.Apply.ServerCPUMed)
-	fmt.Fprintf(w, "the running slot (%.2f s) and reads back what an earlier run wrote (%.2f s), which no stage does;\n", l.ApplyScan, l.ApplyVfy)
-	fmt.Fprintf(w, "it hashes every chunk against the signed index before writing it (updater apply --read-back\n")
-	fmt.Fprintf(w, "would read the whole slot back as well). Of apply's %.2f s, %.2f s are its fetch engine (scan,\n", rep.Apply.WallMed, l.ApplyEngine)
-	fmt.Fprintf(w, "stream, read-back); the rest starts the process, checks the release, fetches the index and arms.\n")
-	fmt.Fprintf(w, "pipeline: %s.\n", rep.Pipeline.Command)
-	fmt.Fprintf(w, "rauc: %s; its cpu includes the service's.\n", rep.RAUC.Command)
-	fmt.Fprintf(w, "rauc http: %s.\n", rep.RAUCHTTP.Command)
-	fmt.Fprintf(w, "RAUC hashes the whole bundle to check its signature, then copies slot.img out of it; it\n")
-	fmt.Fprintf(w, "decompresses nothing and reads nothing back. Its verity format needs device-mapper, absent here;\n")
-	fmt.Fprintf(w, "Debian's build streams no bundle.\n\n")
+	fmt.Fprintf(w, "cpu: the measure's processes' own user+system seconds, MinIO's for the GET and apply, the rauc\n")
+	fmt.Fprintf(w, "service's for rauc; kernel: the kernel threads' meanwhile (the loop device's worker copies what\n")
+	fmt.Fprintf(w, "dd and apply write). Other processes' CPU is left out. The limit is max(slowest stage alone, the\n")
+	fmt.Fprintf(w, "stages' cpu + kernel summed / cores). apply's wall time is the whole updater apply process: start,\n")
+	fmt.Fprintf(w, "check of the release, index, fetch engine, arm. apply also hashes every chunk against the signed\n")
+	fmt.Fprintf(w, "index before writing it (updater apply --read-back would read the whole slot back as well).\n")
+	if rep.Disturbed > 0 {
+		fmt.Fprintf(w, "%d of %d measures ran while other processes took more than %.0f%% of the machine: figures are noisier.\n",
+			rep.Disturbed, rep.Measures, 100*disturbedShare)
+	}
 
+	fmt.Fprintf(w, "\nsummary\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "peak RSS of updater apply\timage MB\tpeak RSS MiB\tapply s\truns\t")
-	for _, r := range rep.RSS {
-		fmt.Fprintf(tw, "%d MiB of random data\t%.1f\t%.1f\t%.2f\t%d\t\n", r.ImageMiB, mb(r.SlotBytes), float64(r.PeakRSS)/(1<<20), r.ApplyS, r.Runs)
+	fmt.Fprintln(tw, "image\tapply s\tlimit s\tapply / limit\tengine / limit\tpeak RSS MiB\t")
+	for _, s := range rep.Sizes {
+		l := s.Limit
+		fmt.Fprintf(tw, "%d MiB\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t\n", s.Image.MiB, l.ApplyS, l.LimitS, l.Ratio, l.EngineRatio, float64(s.PeakRSS)/(1<<20))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	var ratios, rss []string
+	for _, s := range rep.Sizes {
+		ratios = append(ratios, fmt.Sprintf("%.2f at %d MiB", s.Limit.Ratio, s.Image.MiB))
+		rss = append(rss, fmt.Sprintf("%.1f MiB at %d MiB", float64(s.PeakRSS)/(1<<20), s.Image.MiB))
+	}
+	fmt.Fprintf(w, "apply / limit: %s (target <= 1.1).\n", strings.Join(ratios, ", "))
+	fmt.Fprintf(w, "peak RSS of updater apply (wait4's ru_maxrss, the largest run): %s (target < %d MiB, flat).\n", strings.Join(rss, ", "), rssTarget>>20)
+	fa := rep.FirstApply
+	fmt.Fprintf(w, "first apply after install (%d MiB): slot A's index kept in the state directory as installer install\n", rep.PeersMiB)
+	fmt.Fprintf(w, "  seeds it: %.2f s, scan %.3f s; without it apply chunks slot A's %.0f MB first: %.2f s, scan %.2f s.\n",
+		fa.Kept.WallMed, fa.Kept.ScanMed, mb(fa.RunningBytes), fa.Scanned.WallMed, fa.Scanned.ScanMed)
+	fmt.Fprintf(w, "rauc install of the same %d MiB image: %.2f s from a local bundle, %.2f s over http: apply takes %.2f and %.2f of\n",
+		rep.PeersMiB, rep.RAUC.WallMed, rep.RAUCHTTP.WallMed, rep.RAUC.ApplyOver, rep.RAUCHTTP.ApplyOver)
+	fmt.Fprintf(w, "  their time (rauc: %s; its cpu includes the service's).\n", rep.RAUC.Command)
+	fmt.Fprintf(w, "  RAUC hashes the whole bundle to check its signature, then copies slot.img out of it; it\n")
+	fmt.Fprintf(w, "  decompresses nothing and reads nothing back. Its verity format needs device-mapper, absent\n")
+	fmt.Fprintf(w, "  here; Debian's build streams no bundle (http: downloaded whole, then installed).\n")
+	fmt.Fprintf(w, "shell pipeline (%s): %.2f s; apply takes %.2f of its time.\n", rep.Pipeline.Command, rep.Pipeline.WallMed, rep.Pipeline.ApplyOver)
+
 	c := rep.Check
 	fmt.Fprintf(w, "\nno-change updater check: %d bytes on the wire (%d up, %d down, %d connection(s); 304: %v; outcome %s)\n",
 		c.NoChangeUp+c.NoChangeDown, c.NoChangeUp, c.NoChangeDown, c.Connections, c.NotModified, c.Outcome)
