@@ -1,12 +1,16 @@
 package fetch
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"runtime"
+	"runtime/debug"
+	"slices"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -133,18 +137,24 @@ type run struct {
 	id    [sha256.Size]byte
 	start int // first chunk this run writes
 	plan  []origin
+	bySHA shaOrder
 	n     counters
 
 	out    *stream.Sequential // the slot's ring: chunks are placed in it, written in order
 	frames *frameRing         // compressed frames between the fetcher and the workers
-	jobs   chan *job          // free jobs: at most maxJobs chunks are in flight
 
-	// The fetcher's batch of jobs not handed on yet, and where it goes; and
-	// the job of a frame a failed request did not deliver, kept for the retry.
-	batch       []*job
-	order, work chan []*job
-	pending     *job
+	// Chunk i's job is jobs[i%maxJobs]; free holds a token per job the
+	// writer is done with, so at most maxJobs chunks are in flight.
+	jobs []job
+	free chan struct{}
+	// The fetcher's state: the chunks whose jobs it has taken end at taken;
+	// chunks [from, to) are the batch it has not handed on yet.
+	taken, from, to int
+	order, work     chan batch
 }
+
+// batch is chunks [from, to), handed on together.
+type batch struct{ from, to int }
 
 // Jobs travel between the stages in batches of up to batchLen: a hand-over
 // per chunk made the stages wait on each other's wake-ups more than on
@@ -155,9 +165,9 @@ type run struct {
 const (
 	batchLen      = 8
 	maxJobs       = 256
-	ringSize      = 8 << 20
+	ringSize      = 4 << 20
 	writeUnit     = 1 << 20
-	frameRingSize = 2 << 20
+	frameRingSize = 1 << 20
 )
 
 // job is one chunk on its way to the writer. A worker fills slot (or sets
@@ -200,6 +210,7 @@ func Apply(ctx context.Context, o Options) (st Stats, err error) {
 	}
 	if r.start < len(r.idx.Chunks) {
 		t := time.Now()
+		r.bySHA = newSHAOrder(r.idx.Chunks)
 		have, err := r.scan(ctx)
 		st.Scan = time.Since(t)
 		if err != nil {
@@ -304,19 +315,22 @@ func (r *run) save(n int) error {
 
 // scan finds where each chunk still to be written lies in the running
 // slot: from RunningIndex when it was cut with the same parameters, else by
-// chunking the running slot.
-func (r *run) scan(ctx context.Context) (map[[sha256.Size]byte]int64, error) {
-	have := make(map[[sha256.Size]byte]int64)
+// chunking the running slot. have[k] is the running slot's offset of the
+// chunks of group k of r.bySHA (its first place in the order), -1 for none;
+// nil without a running slot.
+func (r *run) scan(ctx context.Context) (have []int64, err error) {
 	if r.o.RunningSize == 0 {
-		return have, nil
+		return nil, nil
 	}
-	want := make(map[[sha256.Size]byte]bool, len(r.idx.Chunks)-r.start)
-	for _, c := range r.idx.Chunks[r.start:] {
-		want[c.SHA256] = true
+	have = make([]int64, len(r.idx.Chunks))
+	for k := range have {
+		have[k] = -1
 	}
 	found := func(c chunk.Chunk) error {
-		if _, dup := have[c.SHA256]; want[c.SHA256] && !dup && c.Offset+c.Length <= r.o.RunningSize {
-			have[c.SHA256] = c.Offset
+		// Wanted: a chunk from start on has its bytes.
+		if lo, hi := r.bySHA.group(&c.SHA256); lo < hi && int(r.bySHA.order[hi-1]) >= r.start &&
+			have[lo] < 0 && c.Offset+c.Length <= r.o.RunningSize {
+			have[lo] = c.Offset
 		}
 		return nil
 	}
@@ -332,22 +346,53 @@ func (r *run) scan(ctx context.Context) (map[[sha256.Size]byte]int64, error) {
 	return have, nil
 }
 
-// makePlan picks the origin of every chunk from start on.
-func (r *run) makePlan(running map[[sha256.Size]byte]int64) {
-	r.plan = make([]origin, len(r.idx.Chunks))
-	written := make(map[[sha256.Size]byte]int64)
-	for i, c := range r.idx.Chunks {
-		if i >= r.start {
-			if off, ok := running[c.SHA256]; ok {
-				r.plan[i] = origin{kind: fromRunning, off: off}
-			} else if off, ok := written[c.SHA256]; ok {
-				r.plan[i] = origin{kind: fromTarget, off: off}
-			}
-		}
-		if _, ok := written[c.SHA256]; !ok {
-			written[c.SHA256] = c.Offset
+// makePlan picks the origin of every chunk from start on: the running
+// slot, else the first place of the same bytes in the new image, if it is
+// earlier, else the source.
+func (r *run) makePlan(have []int64) {
+	cs := r.idx.Chunks
+	r.plan = make([]origin, len(cs))
+	for i := r.start; i < len(cs); i++ {
+		lo, _ := r.bySHA.group(&cs[i].SHA256)
+		if have != nil && have[lo] >= 0 {
+			r.plan[i] = origin{kind: fromRunning, off: have[lo]}
+		} else if j := int(r.bySHA.order[lo]); j < i {
+			r.plan[i] = origin{kind: fromTarget, off: cs[j].Offset}
 		}
 	}
+}
+
+// shaOrder is the chunks of an index in the order of their SHA-256, then
+// of their place: a lookup table of 4 bytes per chunk, where maps of them
+// took about 50 bytes per chunk, twice (3 MiB for a 2 GiB image).
+type shaOrder struct {
+	cs    []chunk.Chunk
+	order []int32
+}
+
+func newSHAOrder(cs []chunk.Chunk) shaOrder {
+	order := make([]int32, len(cs))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int {
+		if c := bytes.Compare(cs[a].SHA256[:], cs[b].SHA256[:]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	return shaOrder{cs: cs, order: order}
+}
+
+// group returns where the chunks whose SHA-256 is sum lie in the order:
+// [lo, hi), empty when there are none.
+func (o shaOrder) group(sum *[sha256.Size]byte) (lo, hi int) {
+	lo = sort.Search(len(o.order), func(k int) bool { return bytes.Compare(o.cs[o.order[k]].SHA256[:], sum[:]) >= 0 })
+	hi = lo
+	for hi < len(o.order) && o.cs[o.order[hi]].SHA256 == *sum {
+		hi++
+	}
+	return lo, hi
 }
 
 // span is one Range request: chunks first to last, both fetched, with
@@ -382,6 +427,7 @@ func (r *run) pipeline(ctx context.Context) error {
 	for _, c := range r.idx.Chunks[r.start:] {
 		maxLen, maxFrame = max(maxLen, c.Length), max(maxFrame, c.CompressedLength)
 	}
+	debug.FreeOSMemory()
 	sz := stream.SequentialSizes{Ring: int(max(ringSize, 4*maxLen)), Slot: int(maxLen), Unit: writeUnit}
 	out, err := r.openSink(r.idx.Chunks[r.start].Offset, sz)
 	if err != nil {
@@ -393,12 +439,15 @@ func (r *run) pipeline(ctx context.Context) error {
 		return err
 	}
 	defer r.frames.close()
-	r.jobs = make(chan *job, maxJobs)
-	for range maxJobs {
-		r.jobs <- &job{done: make(chan struct{}, 1)}
+	r.jobs = make([]job, maxJobs)
+	r.free = make(chan struct{}, maxJobs)
+	for k := range r.jobs {
+		r.jobs[k].done = make(chan struct{}, 1)
+		r.free <- struct{}{}
 	}
-	r.order = make(chan []*job, maxJobs/batchLen)
-	r.work = make(chan []*job, maxJobs/batchLen)
+	r.taken, r.from, r.to = r.start, r.start, r.start
+	r.order = make(chan batch, maxJobs/batchLen)
+	r.work = make(chan batch, maxJobs/batchLen)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer close(r.order)
@@ -412,7 +461,8 @@ func (r *run) pipeline(ctx context.Context) error {
 		g.Go(func() error {
 			var scratch []byte // a frame fetched on its own
 			for b := range r.work {
-				for _, j := range b {
+				for i := b.from; i < b.to; i++ {
+					j := &r.jobs[i%maxJobs]
 					j.err = r.prepare(gctx, j, &scratch)
 					j.done <- struct{}{}
 				}
@@ -426,27 +476,29 @@ func (r *run) pipeline(ctx context.Context) error {
 	return g.Wait()
 }
 
-// newJob takes a job for chunk i with its place in the ring and, for a
-// fetched chunk, room for its frame, waiting while the pipeline is full;
-// before it waits, it hands on the batch, whose chunks are what frees room.
+// newJob takes the job of chunk i, the next one, with its place in the
+// ring and, for a fetched chunk, room for its frame, waiting while the
+// pipeline is full; before it waits, it hands on the batch, whose chunks
+// are what frees room. A job taken before (its frame did not arrive) is
+// returned as it is, for the retry.
 func (r *run) newJob(ctx context.Context, i int) (*job, error) {
-	if j := r.pending; j != nil && j.i == i {
-		r.pending = nil
+	j := &r.jobs[i%maxJobs]
+	if i < r.taken {
 		return j, nil
 	}
-	var j *job
 	select {
-	case j = <-r.jobs:
+	case <-r.free:
 	default:
 		if err := r.flush(ctx); err != nil {
 			return nil, err
 		}
 		select {
-		case j = <-r.jobs:
+		case <-r.free:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
+	r.taken = i + 1
 	c := r.idx.Chunks[i]
 	j.i, j.err, j.frame, j.used = i, nil, nil, 0
 	sl, ok, err := r.out.TryReserve(int(c.Length))
@@ -473,10 +525,11 @@ func (r *run) newJob(ctx context.Context, i int) (*job, error) {
 	return j, nil
 }
 
-// send adds j to the batch, and hands the batch on when it is full.
+// send adds j, the chunk after the batch, to the batch, and hands the
+// batch on when it is full.
 func (r *run) send(ctx context.Context, j *job) error {
-	r.batch = append(r.batch, j)
-	if len(r.batch) < batchLen {
+	r.to = j.i + 1
+	if r.to-r.from < batchLen {
 		return nil
 	}
 	return r.flush(ctx)
@@ -486,12 +539,12 @@ func (r *run) send(ctx context.Context, j *job) error {
 // fetcher calls it before anything that may wait (a request, a back-off,
 // a full pipeline), so no chunk it holds keeps the others waiting.
 func (r *run) flush(ctx context.Context) error {
-	if len(r.batch) == 0 {
+	if r.to == r.from {
 		return nil
 	}
-	b := r.batch
-	r.batch = nil
-	for _, ch := range []chan []*job{r.order, r.work} {
+	b := batch{r.from, r.to}
+	r.from = r.to
+	for _, ch := range []chan batch{r.order, r.work} {
 		select {
 		case ch <- b:
 		case <-ctx.Done():
@@ -587,8 +640,7 @@ func (r *run) readSpan(ctx context.Context, body io.Reader, next, last int, atte
 			continue
 		}
 		if _, err := io.ReadFull(body, j.frame); err != nil {
-			r.pending = j // the retry reads its frame into the same room
-			return next, err
+			return next, err // the retry reads its frame into the same room
 		}
 		*attempt = 0
 		if err := r.send(ctx, j); err != nil {
@@ -687,7 +739,8 @@ func (r *run) writer(ctx context.Context, synced chan int) error {
 	var unsynced int64
 	lastSave := time.Now()
 	for b := range r.order {
-		for _, j := range b {
+		for i := b.from; i < b.to; i++ {
+			j := &r.jobs[i%maxJobs]
 			select {
 			case <-j.done:
 			case <-ctx.Done():
@@ -696,7 +749,7 @@ func (r *run) writer(ctx context.Context, synced chan int) error {
 			if j.err != nil {
 				return j.err
 			}
-			i, c := j.i, cs[j.i]
+			c := cs[i]
 			if o := r.plan[i]; o.kind == fromTarget {
 				if err := r.readTarget(j, o.off); err != nil {
 					return err
@@ -707,7 +760,7 @@ func (r *run) writer(ctx context.Context, synced chan int) error {
 			}
 			// The job is free from here on: the fetcher may take it at once.
 			r.frames.give(j.used)
-			r.jobs <- j
+			r.free <- struct{}{}
 			unsynced += c.Length
 			if r.o.Progress != nil {
 				r.o.Progress(c.Offset+c.Length, r.idx.Size)
