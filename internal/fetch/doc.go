@@ -25,9 +25,9 @@
 // hash a local chunk; a writer commits the chunks in order. Chunks move
 // between the stages in batches of eight (a hand-over per chunk had the
 // stages wait on each other's wake-ups). The bytes are copied once on
-// their way: the fetcher reads each frame into a frame ring (2 MiB), and
+// their way: the fetcher reads each frame into a frame ring (1 MiB), and
 // a worker decompresses it straight into the chunk's place in the slot's
-// ring (stream.Sequential, 8 MiB), which the fetcher reserved for it at
+// ring (stream.Sequential, 6 MiB), which the fetcher reserved for it at
 // the chunk's disk offset; the frame's room is given back when its chunk
 // is committed. Both rings are mapped outside the Go heap and grow only
 // for an index whose chunks are larger than 256 KiB, so memory stays flat
@@ -38,7 +38,7 @@
 // at a time is streamed.
 //
 // The ring writes what is committed in the background, front to back, in
-// writes of 1 MiB or more (whatever has piled up while the last one ran),
+// writes of 1 to 2 MiB (whatever has piled up while the last one ran),
 // and a chunk's room is reused only once the write holding its bytes has
 // returned. A target that is a file or a block device (it has a Name) is
 // written through a descriptor of its own opened with O_DIRECT, so the

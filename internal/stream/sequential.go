@@ -86,13 +86,14 @@ type Slot struct {
 
 // Sizes of a Sequential.
 type SequentialSizes struct {
-	Ring int // ring bytes; rounded up to a multiple of Unit, at least 2*Slot + Unit
-	Slot int // the largest reservation
-	Unit int // the smallest background write, a multiple of Block
+	Ring  int // ring bytes; rounded up to a multiple of Unit, at least 2*Slot + Unit
+	Slot  int // the largest reservation
+	Unit  int // the smallest background write, a multiple of Block
+	Write int // the largest background write; at least Unit
 }
 
 // DefaultSequentialSizes are for chunks of up to 256 KiB.
-var DefaultSequentialSizes = SequentialSizes{Ring: 8 << 20, Slot: 256 << 10, Unit: 1 << 20}
+var DefaultSequentialSizes = SequentialSizes{Ring: 6 << 20, Slot: 256 << 10, Unit: 1 << 20, Write: 2 << 20}
 
 // OpenSequential opens the disk (or disk image file) at path for writing
 // from off on.
@@ -134,7 +135,7 @@ func newSequential(rw ReaderWriterAt, off int64, sz SequentialSizes, direct bool
 	size := max(int64(sz.Ring), 2*slot+unit)
 	size = (size + unit - 1) / unit * unit
 	s := &Sequential{rw: rw, direct: direct, align: 1, size: size, slot: slot, unit: unit,
-		maxWrite: max(unit, size/4), start: off, pin: -1,
+		maxWrite: max(unit, int64(sz.Write)), start: off, pin: -1,
 		freed: make(chan struct{}, 1), wrote: make(chan struct{}, 1), done: make(chan struct{})}
 	s.more = sync.NewCond(&s.mu)
 	if direct {

@@ -11,7 +11,7 @@ import (
 )
 
 // testSizes make a small ring, so the tests wrap around it many times.
-var testSizes = SequentialSizes{Ring: 512 << 10, Slot: 150 << 10, Unit: 64 << 10}
+var testSizes = SequentialSizes{Ring: 512 << 10, Slot: 150 << 10, Unit: 64 << 10, Write: 128 << 10}
 
 // TestSequential writes random pieces from unaligned offsets, flushing at
 // random moments, and checks the file: the written range holds the pieces,
