@@ -48,8 +48,10 @@
 // Every measure is a median of -runs interleaved runs (the order rotates
 // each run), each taken once the machine has been quiet for a second
 // (other processes under 15% of it; at most -quiet of waiting): QEMU tests
-// beside the bench take a core for minutes. The report counts the measures
-// that other processes disturbed anyway. Nothing here is a time limit; the
+// and image builds beside the bench take a core for minutes, and slow an
+// apply, which needs both cores, more than a stage alone. A measure during
+// which other processes took more than 15% of the machine is taken again,
+// at most twice; the report counts those disturbed all the same. Nothing here is a time limit; the
 // program exits non-zero only when a step fails.
 //
 //	go run ./bench/apply                  # aligned tables on stdout, progress on stderr

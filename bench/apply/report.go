@@ -57,10 +57,8 @@ func writeTable(w io.Writer, rep Report) error {
 	fmt.Fprintf(w, "stages' cpu + kernel summed / cores). apply's wall time is the whole updater apply process: start,\n")
 	fmt.Fprintf(w, "check of the release, index, fetch engine, arm. apply also hashes every chunk against the signed\n")
 	fmt.Fprintf(w, "index before writing it (updater apply --read-back would read the whole slot back as well).\n")
-	if rep.Disturbed > 0 {
-		fmt.Fprintf(w, "%d of %d measures ran while other processes took more than %.0f%% of the machine: figures are noisier.\n",
-			rep.Disturbed, rep.Measures, 100*disturbedShare)
-	}
+	fmt.Fprintf(w, "A measure during which other processes took more than %.0f%% of the machine was taken again (at most\n", 100*disturbedShare)
+	fmt.Fprintf(w, "%d times); %d of %d measures kept were disturbed all the same.\n", retries, rep.Disturbed, rep.Measures)
 
 	fmt.Fprintf(w, "\nsummary\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
