@@ -22,8 +22,16 @@
 //   - the limit max(slowest stage, summed stage CPU seconds / cores), and
 //     apply's wall time over it (target 1.1 or less), apply's wall time
 //     being the whole process's (start, check, index, fetch engine, arm);
-//   - apply's peak RSS (wait4's ru_maxrss, the largest run; target under
-//     32 MiB at every size).
+//   - the four stages started at once as independent processes: nothing
+//     waits on anything, so their wall time over the limit is what this
+//     machine gives perfectly overlapping work, a floor for apply's ratio
+//     (two vCPUs shared with MinIO and the loop device's worker);
+//   - apply's peak RSS (ru_maxrss, the largest run; target under 32 MiB at
+//     every size). Linux keeps in a child's ru_maxrss the high-water RSS of
+//     the process that started it, and Go starts children on the parent's
+//     own memory, so updater apply is started by a small process of its own
+//     (apply-bench -stage run): as a child of the bench it reported the
+//     bench's 30-odd MiB, the same at every size.
 //
 // On the -size image it also measures:
 //

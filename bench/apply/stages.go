@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"syscall"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -22,6 +25,7 @@ const (
 	stageGet    = "get"    // URL KEY: GET the object, discard the body
 	stageUnzstd = "unzstd" // FILE: decompress, discard the output
 	stageSHA256 = "sha256" // FILE: print the SHA-256
+	stageRun    = "run"    // FILE CMD ARGS...: run CMD, write its wall time, CPU time and peak RSS to FILE
 )
 
 func runStage(ctx context.Context, name string, args []string) error {
@@ -61,6 +65,8 @@ func runStage(ctx context.Context, name string, args []string) error {
 		}
 		fmt.Println(n)
 		return nil
+	case name == stageRun && len(args) >= 2:
+		return runMeasured(ctx, args[0], args[1], args[2:])
 	case name == stageSHA256 && len(args) == 1:
 		f, err := os.Open(args[0])
 		if err != nil {
@@ -75,4 +81,42 @@ func runStage(ctx context.Context, name string, args []string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown stage %q with %d arguments", name, len(args))
+}
+
+// runMeasured runs a command on this process's standard streams and writes
+// its wall time, CPU time (user + system, ns) and peak RSS (bytes) to file.
+// The bench starts updater apply through it: Linux keeps in a child's
+// ru_maxrss the high-water RSS of the process it was started from (exec
+// records the old memory's mark, and Go starts a child on the parent's own
+// memory), so a child of the bench itself reported the bench's 30-odd MiB
+// whenever its own peak was lower. This process is small when it starts
+// the child.
+func runMeasured(ctx context.Context, file, name string, args []string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	start := time.Now()
+	err := cmd.Run()
+	wall := time.Since(start)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return fmt.Errorf("%s: no rusage", name)
+	}
+	cpu := ru.Utime.Nano() + ru.Stime.Nano()
+	return os.WriteFile(file, fmt.Appendf(nil, "%d %d %d\n", wall.Nanoseconds(), cpu, ru.Maxrss<<10), 0o644)
+}
+
+// readMeasured reads what runMeasured wrote.
+func readMeasured(file string) (wall, cpu time.Duration, maxRSS int64, err error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	var w, c int64
+	if _, err := fmt.Sscan(string(b), &w, &c, &maxRSS); err != nil {
+		return 0, 0, 0, fmt.Errorf("%s: %w", file, err)
+	}
+	return time.Duration(w), time.Duration(c), maxRSS, nil
 }
