@@ -23,11 +23,11 @@
 // response bodies frame by frame, in chunk order; workers (one per CPU and
 // one more) decompress and hash each frame against the index, or read and
 // hash a local chunk; a writer commits the chunks in order. Chunks move
-// between the stages in batches of eight (a hand-over per chunk had the
+// between the stages in batches of four (a hand-over per chunk had the
 // stages wait on each other's wake-ups). The bytes are copied once on
-// their way: the fetcher reads each frame into a frame ring (1 MiB), and
+// their way: the fetcher reads each frame into a frame ring (2 MiB), and
 // a worker decompresses it straight into the chunk's place in the slot's
-// ring (stream.Sequential, 6 MiB), which the fetcher reserved for it at
+// ring (stream.Sequential, 5 MiB), which the fetcher reserved for it at
 // the chunk's disk offset; the frame's room is given back when its chunk
 // is committed. Both rings are mapped outside the Go heap and grow only
 // for an index whose chunks are larger than 256 KiB, so memory stays flat

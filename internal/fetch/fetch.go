@@ -161,17 +161,21 @@ type batch struct{ from, to int }
 // their work. The memory in flight is the slot's ring (ringSize: chunks
 // being decoded into it, and the bytes the disk has not taken yet) and the
 // frame ring (frameRingSize: frames fetched and not yet decoded), both
-// grown for an index whose chunks are larger than the default's. Measured
-// on 2 cores (a 512 MiB apply, medians of interleaved runs), rings of 4 and
-// 1 MiB with 1 MiB writes were 5% slower and 8 and 2 MiB with 2 MiB writes
-// 3% faster than these; these keep updater apply's peak RSS under 32 MiB.
+// grown for an index whose chunks are larger than the default's. Frames
+// hold their room until their chunk is committed, so the frame ring must
+// hold the batches the workers decode and the one the fetcher fills: with
+// 1 MiB, less than two batches of eight, the fetcher and the workers took
+// turns. Measured on 2 cores (medians of interleaved runs), batches of four
+// with these rings were 10% faster than batches of eight with 6 and 1 MiB
+// rings (the same memory) at 512 MiB, and 4 and 1 MiB rings 5% slower
+// still; these keep updater apply's peak RSS under 32 MiB at 2 GiB.
 const (
-	batchLen      = 8
+	batchLen      = 4
 	maxJobs       = 256
-	ringSize      = 6 << 20
+	ringSize      = 5 << 20
 	writeUnit     = 1 << 20
 	maxWrite      = 2 << 20
-	frameRingSize = 1 << 20
+	frameRingSize = 2 << 20
 )
 
 // job is one chunk on its way to the writer. A worker fills slot (or sets
