@@ -225,6 +225,7 @@ func Apply(ctx context.Context, o Options) (st Stats, err error) {
 			return st, err
 		}
 		r.makePlan(have)
+		r.bySHA = shaOrder{} // not needed from here on
 		if err := r.pipeline(ctx); err != nil {
 			return st, err
 		}
