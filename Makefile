@@ -106,12 +106,14 @@ test-short: deps grub s3-servers vet
 # Release pipeline figures on a generated 200 MiB root: updater build beside
 # mksquashfs alone, updater publish beside aws s3 cp to MinIO and versitygw on
 # 127.0.0.1, as ratios of medians (3 to 5 minutes). BENCH_FLAGS="-o json" for machines.
-# Then the device side (root: loop devices): updater apply of a 512 MiB image
-# beside each stage alone (GET, zstd -d, SHA-256, dd oflag=direct), the
+# Then the device side (root: loop devices): updater apply of 512 MiB and
+# 2 GiB images, as the first apply after install, beside each stage alone
+# (GET, zstd -d, SHA-256, dd oflag=direct) as apply / limit, and its peak RSS;
+# on the 512 MiB image the same apply without slot A's index (a scan), the
 # aws s3 cp | zstd -d | tee >(sha256sum) | dd pipeline and RAUC's rauc install
-# of a plain bundle of the same image (local file and http from MinIO), peak
-# RSS for 512 MiB and 2 GiB, bytes of a no-change check.
-# APPLY_BENCH_FLAGS="-sizes 512" skips the 2 GiB image; "-o json" for machines.
+# of a plain bundle of the same image (local file and http from MinIO); bytes
+# of a no-change check (5 minutes on a quiet machine: each measure waits for
+# one). APPLY_BENCH_FLAGS="-sizes 512" skips the 2 GiB image; "-o json" for machines.
 # Then the delta (root: dpkg in a chroot): the bytes a device fetches for two
 # updates of a real Debian 13 root beside casync's and the changed files' xz
 # size; roots and images cached in build/delta (about 5 minutes the first
