@@ -419,7 +419,7 @@ func (b *bench) setupDisk(ctx context.Context, v1 *release, biggest int64) error
 	if _, err := install.Install(ctx, install.Options{Disk: disk, Image: v1.dir, GrubDir: grubDir, SlotSize: slot}); err != nil {
 		return err
 	}
-	out, err := b.run(ctx, nil, "losetup", "--find", "--show", disk)
+	out, err := b.run(ctx, nil, "losetup", "--find", "--show", "--direct-io=on", disk)
 	if err != nil {
 		return err
 	}

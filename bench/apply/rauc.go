@@ -134,7 +134,7 @@ func (b *bench) startRAUC(ctx context.Context, r *release) (p *raucPeer, err err
 		start, size int64
 		ro          bool
 	}{{b.layout.A.Start, b.layout.A.Size, true}, {b.layout.B.Start, b.layout.B.Size, false}} {
-		args := []string{"--find", "--show", "--offset", strconv.FormatInt(s.start, 10), "--sizelimit", strconv.FormatInt(s.size, 10)}
+		args := []string{"--find", "--show", "--direct-io=on", "--offset", strconv.FormatInt(s.start, 10), "--sizelimit", strconv.FormatInt(s.size, 10)}
 		if s.ro {
 			args = append(args, "--read-only")
 		}
