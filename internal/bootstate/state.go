@@ -44,20 +44,34 @@ type State struct {
 func Initial() State { return State{Committed: partition.A, A: OK, B: Empty} }
 
 // FromEnv interprets an environment as grub.cfg does: a committed slot that
-// is not b is a; a tries count that is not 1 to 3 is 0.
+// is not b is a; a tries count that is not exactly "1", "2" or "3" is 0
+// (the script compares strings: "03" or "+3" is no count to it); a slot
+// state that is not one of the four is unset.
 func FromEnv(env grub.Env) State {
 	get := func(n string) string { v, _ := env.Get(n); return v }
-	s := State{Committed: partition.A, A: SlotState(get(grub.VarSlotA)), B: SlotState(get(grub.VarSlotB))}
+	s := State{Committed: partition.A, A: slotState(get(grub.VarSlotA)), B: slotState(get(grub.VarSlotB))}
 	if get(grub.VarCommitted) == "b" {
 		s.Committed = partition.B
 	}
 	if t := Slot(get(grub.VarTrial)); t.Valid() {
 		s.Trial = t
 	}
-	if n, err := strconv.Atoi(get(grub.VarTries)); err == nil && n >= 1 && n <= grub.MaxTries {
+	if n, err := strconv.Atoi(get(grub.VarTries)); err == nil && n >= 1 && n <= grub.MaxTries && strconv.Itoa(n) == get(grub.VarTries) {
 		s.Tries = n
 	}
 	return s
+}
+
+// slotState reads a slot's state; a value that is none of the four is
+// unset, as good as any other to grub.cfg, which boots only "ok". Kept as
+// it was, a long one would leave no room in the block to save the next
+// state.
+func slotState(v string) SlotState {
+	switch st := SlotState(v); st {
+	case OK, Writing, Bad, Empty:
+		return st
+	}
+	return ""
 }
 
 // Env is the environment that stores s, variables in a fixed order.

@@ -26,8 +26,11 @@
 // # Redundant boot environment
 //
 // Reading (grub.cfg, and EnvStore.Load the same way): copy 1 when lock.1
-// holds twinroot_editing=0, else copy 2; when the chosen env block is not a
-// valid block, the other copy.
+// holds twinroot_editing=0, else copy 2; when the chosen env block has no
+// signature, the other copy. As in GRUB's load_env, a block with the
+// signature loads even when a line of it is broken: the variables before
+// the break are set, a name that occurs twice takes its last value, and
+// names and values end at a NUL byte.
 //
 // Writing (EnvStore.Save, and grub.cfg when it counts down a trial boot):
 // first the copy the reader does not choose now, then the other one; each

@@ -31,11 +31,12 @@ type Var struct{ Name, Value string }
 // byte-for-byte compatibility with grub-editenv.
 type Env []Var
 
-// Get returns the value of name.
+// Get returns the value of name: of its last occurrence, as GRUB's
+// load_env sets every variable in turn.
 func (e Env) Get(name string) (string, bool) {
-	for _, v := range e {
-		if v.Name == name {
-			return v.Value, true
+	for i := len(e) - 1; i >= 0; i-- {
+		if e[i].Name == name {
+			return e[i].Value, true
 		}
 	}
 	return "", false
@@ -59,6 +60,38 @@ func (e Env) Set(name, value string) Env {
 // does not start with the signature, or whose last variable runs into the
 // end of the block, is invalid.
 func DecodeEnv(b []byte) (Env, error) {
+	env, err := iterateEnv(b)
+	if err != nil {
+		return nil, err
+	}
+	return env, nil
+}
+
+// loadEnv reads a block as GRUB's load_env does, which is not as strict as
+// DecodeEnv: a block with the signature loads, and sets every variable
+// before the first broken one; names and values end at a NUL byte (GRUB
+// keeps them as C strings). Only a block without the signature fails.
+func loadEnv(b []byte) (Env, error) {
+	if !bytes.HasPrefix(b, []byte(envSignature)) {
+		return nil, fmt.Errorf("%w: no signature", ErrEnvInvalid)
+	}
+	env, _ := iterateEnv(b) // a broken variable ends the block
+	for i, v := range env {
+		env[i] = Var{cString(v.Name), cString(v.Value)}
+	}
+	return env, nil
+}
+
+func cString(s string) string {
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// iterateEnv returns the variables of b up to the first broken one, and
+// the error that stopped it there.
+func iterateEnv(b []byte) (Env, error) {
 	if !bytes.HasPrefix(b, []byte(envSignature)) {
 		return nil, fmt.Errorf("%w: no signature", ErrEnvInvalid)
 	}
@@ -66,7 +99,12 @@ func DecodeEnv(b []byte) (Env, error) {
 	p := len(envSignature)
 	for p < len(b) {
 		if b[p] == '#' {
+			// GRUB skips a comment as any line: a backslash escapes the
+			// byte after it, a newline included.
 			for p < len(b) && b[p] != '\n' {
+				if b[p] == '\\' {
+					p++
+				}
 				p++
 			}
 			p++
@@ -74,14 +112,14 @@ func DecodeEnv(b []byte) (Env, error) {
 		}
 		eq := bytes.IndexByte(b[p:], '=')
 		if eq < 0 {
-			return nil, fmt.Errorf("%w: variable at byte %d has no '='", ErrEnvInvalid, p)
+			return env, fmt.Errorf("%w: variable at byte %d has no '='", ErrEnvInvalid, p)
 		}
 		name := string(b[p : p+eq])
 		p += eq + 1
 		var val strings.Builder
 		for {
 			if p >= len(b) {
-				return nil, fmt.Errorf("%w: value of %q runs past the end", ErrEnvInvalid, name)
+				return env, fmt.Errorf("%w: value of %q runs past the end", ErrEnvInvalid, name)
 			}
 			c := b[p]
 			if c == '\n' {
@@ -90,7 +128,7 @@ func DecodeEnv(b []byte) (Env, error) {
 			}
 			if c == '\\' {
 				if p+1 >= len(b) {
-					return nil, fmt.Errorf("%w: value of %q runs past the end", ErrEnvInvalid, name)
+					return env, fmt.Errorf("%w: value of %q runs past the end", ErrEnvInvalid, name)
 				}
 				c = b[p+1]
 				p++

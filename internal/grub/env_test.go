@@ -94,6 +94,43 @@ func TestGrubEditenvReadsOurs(t *testing.T) {
 	}
 }
 
+// TestLoadEnvMatchesGrubEditenv: grub-editenv list walks a block with the
+// iterator GRUB's load_env uses, so it prints what loadEnv must return for
+// blocks DecodeEnv refuses or reads otherwise.
+func TestLoadEnvMatchesGrubEditenv(t *testing.T) {
+	for _, b := range []string{
+		"twinroot_committed=b\ntwinroot_tries=3\nbroken",      // a variable with no '='
+		"twinroot_committed=b\nunterminated=x",                // a value running into the end
+		"#comment\\\ntwinroot_committed=b\nx=1\n",             // a backslash in a comment escapes its newline
+		"twinroot_slot_b=ok\x00junk\ntwinroot_trial\x00x=b\n", // C strings
+		"twinroot_committed=b\ntwinroot_committed=a\n",        // listed in order; load_env sets the last
+	} {
+		block := []byte(envSignature + b)
+		block = append(block, bytes.Repeat([]byte{'#'}, EnvSize-len(block))...)
+		path := filepath.Join(t.TempDir(), "grubenv")
+		if err := os.WriteFile(path, block, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		env, err := loadEnv(block)
+		if err != nil {
+			t.Fatalf("loadEnv(%q): %v", b, err)
+		}
+		var want strings.Builder
+		for _, v := range env {
+			want.WriteString(v.Name + "=" + v.Value + "\n")
+		}
+		if got := grubEditenv(t, path, "list"); got != want.String() {
+			t.Errorf("block %q: grub-editenv list = %q, loadEnv = %q", b, got, want.String())
+		}
+	}
+	if _, err := loadEnv(bytes.Repeat([]byte{'#'}, EnvSize)); !errors.Is(err, ErrEnvInvalid) {
+		t.Errorf("loadEnv(no signature) = %v, want ErrEnvInvalid", err)
+	}
+	if v, _ := (Env{{"a", "1"}, {"a", "2"}}).Get("a"); v != "2" {
+		t.Errorf("Get of a name set twice = %q, want the last, 2", v)
+	}
+}
+
 func TestEnvErrors(t *testing.T) {
 	if _, err := EncodeEnv(Env{{"big", strings.Repeat("x", EnvSize)}}); !errors.Is(err, ErrEnvTooLarge) {
 		t.Errorf("EncodeEnv(too big) = %v, want ErrEnvTooLarge", err)
@@ -125,8 +162,17 @@ func FuzzDecodeEnv(f *testing.F) {
 	f.Add([]byte("# GRUB Environment Block\na\\\n=b\\\\\n#x\nc=d\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		env, err := DecodeEnv(b)
+		loaded, lerr := loadEnv(b)
+		if (lerr == nil) != bytes.HasPrefix(b, []byte(envSignature)) {
+			t.Fatalf("loadEnv: %v, for a block with signature %v", lerr, bytes.HasPrefix(b, []byte(envSignature)))
+		}
 		if err != nil {
 			return
+		}
+		if !bytes.Contains(b, []byte{0}) {
+			if diff := cmp.Diff(env, loaded); diff != "" {
+				t.Fatalf("loadEnv of a valid block differs from DecodeEnv (-decode +load):\n%s", diff)
+			}
 		}
 		enc, err := EncodeEnv(env)
 		if err != nil {

@@ -69,7 +69,7 @@ func (s *EnvStore) read(i int) (Env, error) {
 	if _, err := s.dev.ReadAt(b, s.off[i]); err != nil {
 		return nil, fmt.Errorf("read %s: %w", envFiles[i], err)
 	}
-	return DecodeEnv(b)
+	return loadEnv(b)
 }
 
 func (s *EnvStore) write(i int, env Env) error {
@@ -88,8 +88,10 @@ func (s *EnvStore) write(i int, env Env) error {
 
 // Load returns the environment GRUB would load, and which copy (1 or 2) it
 // came from: copy 1 when lock.1 says twinroot_editing=0, else copy 2; when the
-// chosen copy is not a valid block, the other one. The result is nil (every
-// variable unset) when neither copy is valid.
+// chosen copy has no signature, the other one. Each block is read as GRUB's
+// load_env reads it: a block with the signature loads even when a variable
+// in it is broken (those before the break count). The result is nil (every
+// variable unset) when neither copy has a signature.
 func (s *EnvStore) Load() (Env, int, error) {
 	first, second := 2, 1
 	if lock, err := s.read(lock1); err == nil {
