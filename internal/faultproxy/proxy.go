@@ -26,10 +26,22 @@ const (
 	Flip
 	Status500
 	Status503
+	Drip
+	Length
+	Status403
+	Status404
+	Substitute
 	numModes
 )
 
-var modeNames = [numModes]string{"pass", "reset", "stall", "truncate", "flip", "500", "503"}
+var modeNames = [numModes]string{"pass", "reset", "stall", "truncate", "flip", "500", "503",
+	"drip", "length", "403", "404", "substitute"}
+
+// answers reports whether the proxy answers a request of mode m itself,
+// without forwarding it.
+func (m Mode) answers() bool {
+	return m == Status500 || m == Status503 || m == Status403 || m == Status404
+}
 
 func (m Mode) String() string {
 	if m < numModes {
@@ -46,15 +58,27 @@ type Fault struct {
 	// Below zero picks one at random (within the body when its length is
 	// known, else in the first 16 KiB).
 	After int64
-	For   time.Duration // how long a Stall lasts
+	For   time.Duration // how long a Stall lasts; the time between two bytes of a Drip
+	// N is the number of bytes a Drip sends slowly (0: the whole rest),
+	// and what a Length adds to the body's length in the Content-Length
+	// header (below zero: it says less than is sent).
+	N int64
+	// Body is what a Substitute answers with: another object's bytes.
+	Body []byte
 }
 
 func (f Fault) String() string {
 	switch f.Mode {
-	case Pass, Status500, Status503:
+	case Pass, Status500, Status503, Status403, Status404:
 		return f.Mode.String()
 	case Stall:
 		return fmt.Sprintf("stall %v at %d", f.For, f.After)
+	case Drip:
+		return fmt.Sprintf("drip %d bytes %v apart at %d", f.N, f.For, f.After)
+	case Length:
+		return fmt.Sprintf("content-length %+d", f.N)
+	case Substitute:
+		return fmt.Sprintf("substitute %d bytes", len(f.Body))
 	}
 	return fmt.Sprintf("%s at %d", f.Mode, f.After)
 }
@@ -99,26 +123,42 @@ type Options struct {
 // Counts says what the proxy did. A fault is counted once per request (or
 // connection) it was chosen for.
 type Counts struct {
-	Conns     int   `json:"conns"`
-	Requests  int   `json:"requests"`
-	Passed    int   `json:"passed"`
-	Reset     int   `json:"reset"`
-	Stalled   int   `json:"stalled"`
-	Truncated int   `json:"truncated"`
-	Flipped   int   `json:"flipped"`
-	Status500 int   `json:"status_500"`
-	Status503 int   `json:"status_503"`
-	Sent      int64 `json:"sent"` // bytes sent back to clients
+	Conns       int   `json:"conns"`
+	Requests    int   `json:"requests"`
+	Passed      int   `json:"passed"`
+	Reset       int   `json:"reset"`
+	Stalled     int   `json:"stalled"`
+	Truncated   int   `json:"truncated"`
+	Flipped     int   `json:"flipped"`
+	Status500   int   `json:"status_500"`
+	Status503   int   `json:"status_503"`
+	Dripped     int   `json:"dripped"`
+	Mislength   int   `json:"mislength"` // a wrong Content-Length
+	Status403   int   `json:"status_403"`
+	Status404   int   `json:"status_404"`
+	Substituted int   `json:"substituted"`
+	Sent        int64 `json:"sent"` // bytes sent back to clients
 }
 
 // Faults returns the number of faults done.
 func (c Counts) Faults() int {
-	return c.Reset + c.Stalled + c.Truncated + c.Flipped + c.Status500 + c.Status503
+	return c.Reset + c.Stalled + c.Truncated + c.Flipped + c.Status500 + c.Status503 +
+		c.Dripped + c.Mislength + c.Status403 + c.Status404 + c.Substituted
 }
 
 func (c Counts) String() string {
-	return fmt.Sprintf("%d connections, %d requests: %d passed, %d reset, %d stalled, %d truncated, %d with a flipped byte, %d answered 500, %d answered 503; %d bytes sent",
-		c.Conns, c.Requests, c.Passed, c.Reset, c.Stalled, c.Truncated, c.Flipped, c.Status500, c.Status503, c.Sent)
+	s := fmt.Sprintf("%d connections, %d requests: %d passed, %d reset, %d stalled, %d truncated, %d with a flipped byte, %d answered 500, %d answered 503",
+		c.Conns, c.Requests, c.Passed, c.Reset, c.Stalled, c.Truncated, c.Flipped, c.Status500, c.Status503)
+	for _, x := range []struct {
+		n    int
+		what string
+	}{{c.Dripped, "dripped"}, {c.Mislength, "with a wrong Content-Length"}, {c.Status403, "answered 403"},
+		{c.Status404, "answered 404"}, {c.Substituted, "answered with another object's bytes"}} {
+		if x.n > 0 {
+			s += fmt.Sprintf(", %d %s", x.n, x.what)
+		}
+	}
+	return s + fmt.Sprintf("; %d bytes sent", c.Sent)
 }
 
 func (c *Counts) add(m Mode) {
@@ -137,6 +177,16 @@ func (c *Counts) add(m Mode) {
 		c.Status500++
 	case Status503:
 		c.Status503++
+	case Drip:
+		c.Dripped++
+	case Length:
+		c.Mislength++
+	case Status403:
+		c.Status403++
+	case Status404:
+		c.Status404++
+	case Substitute:
+		c.Substituted++
 	}
 }
 
@@ -330,30 +380,37 @@ func (p *Proxy) handle(id int, req *http.Request, c *net.TCPConn, bw *bufio.Writ
 	p.counts.Requests++
 	r.N = p.counts.Requests
 	var f Fault
+	byConn := cf.Mode.answers() // counted once for the connection
 	switch {
-	case cf.Mode == Status500 || cf.Mode == Status503:
-		f = cf // counted once for the connection
+	case byConn:
+		f = cf
 	case p.policy != nil:
 		f = p.policy(r, p.rnd)
 	}
 	p.mu.Unlock()
 
-	if f.Mode == Status500 || f.Mode == Status503 {
-		if f != cf {
+	if f.Mode.answers() {
+		if !byConn {
 			p.record(r, f)
 		}
 		io.Copy(io.Discard, req.Body)
 		req.Body.Close()
-		return answer(bw, f.Mode) == nil && !req.Close
+		return answer(bw, req.Method, f.Mode) == nil && !req.Close
 	}
 	resp, err := up.roundTrip(req)
 	if err != nil {
-		answer(bw, Status500) // the client sees a 5xx; the test sees the upstream's failure in the counts
+		answer(bw, req.Method, Status500) // the client sees a 5xx; the test sees the upstream's failure in the counts
 		return false
 	}
 	defer resp.Body.Close()
-	f = p.resolve(r, f, resp.ContentLength)
-	if f.Mode != Pass {
+	f = p.resolve(r, f, resp)
+	switch f.Mode {
+	case Length:
+		return p.misLength(c, bw, up, resp, f)
+	case Substitute:
+		return substitute(bw, up, req, r, resp, f)
+	case Pass:
+	default:
 		resp.Body = &faultBody{rc: resp.Body, f: f, p: p, flush: bw.Flush}
 	}
 	// Hiding bufio.Writer's ReadFrom makes Response.Write copy through
@@ -378,13 +435,94 @@ func (p *Proxy) handle(id int, req *http.Request, c *net.TCPConn, bw *bufio.Writ
 	return !req.Close && !resp.Close
 }
 
-// resolve fixes a fault's offset once the body length n is known (-1 when
-// unknown), counts it and records it.
-func (p *Proxy) resolve(r Request, f Fault, n int64) Fault {
+// misLength sends resp whole under a Content-Length that is f.N off. One
+// that says more leaves the client waiting for bytes that never come: the
+// connection stays open and silent until the client gives up on it (as
+// behind a server that miscounted). One that says less leaves the rest of
+// the body on the connection, which is closed after it.
+func (p *Proxy) misLength(c *net.TCPConn, bw *bufio.Writer, up *upstream, resp *http.Response, f Fault) bool {
+	err := writeHead(bw, resp, max(resp.ContentLength+f.N, 0))
+	if err == nil {
+		_, err = io.Copy(bw, resp.Body)
+	}
+	if err != nil {
+		up.close()
+		return false
+	}
+	if bw.Flush() == nil && f.N > 0 {
+		io.Copy(io.Discard, c) // until the client or Close ends the connection
+	}
+	return false
+}
+
+// substitute answers with f.Body in place of the object's bytes, cut to the
+// request's range as a server cuts its object (clipped at its end, 416
+// past it), with the upstream's status and other headers.
+func substitute(bw *bufio.Writer, up *upstream, req *http.Request, r Request, resp *http.Response, f Fault) bool {
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		up.close()
+	}
+	body, total := f.Body, int64(len(f.Body))
+	h := resp.Header.Clone()
+	if r.RangeStart >= 0 {
+		if r.RangeStart >= total {
+			return answer(bw, req.Method, rangeNotSatisfiable) == nil && !req.Close
+		}
+		end := r.RangeEnd
+		if end < 0 || end >= total {
+			end = total - 1
+		}
+		body = body[r.RangeStart : end+1]
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", r.RangeStart, end, total))
+	}
+	out := *resp
+	out.Header = h
+	if writeHead(bw, &out, int64(len(body))) != nil {
+		return false
+	}
+	if req.Method != http.MethodHead {
+		if _, err := bw.Write(body); err != nil {
+			return false
+		}
+	}
+	return !req.Close && !resp.Close
+}
+
+// writeHead writes resp's status line and headers, with a Content-Length
+// of n.
+func writeHead(w io.Writer, resp *http.Response, n int64) error {
+	h := resp.Header.Clone()
+	h.Del("Transfer-Encoding")
+	h.Set("Content-Length", strconv.FormatInt(n, 10))
+	if _, err := fmt.Fprintf(w, "HTTP/%d.%d %s\r\n", resp.ProtoMajor, resp.ProtoMinor, resp.Status); err != nil {
+		return err
+	}
+	if err := h.Write(w); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, "\r\n")
+	return err
+}
+
+// resolve fixes a fault's offset once the response is known, counts it and
+// records it. A fault that needs what the response lacks becomes a pass: a
+// wrong length or another object's bytes need a successful answer with a
+// body of known length.
+func (p *Proxy) resolve(r Request, f Fault, resp *http.Response) Fault {
+	n := resp.ContentLength // -1 when unknown
+	ok := resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch f.Mode {
-	case Reset, Truncate, Flip, Stall:
+	case Length:
+		if !ok || n <= 0 || f.N == 0 {
+			f = Fault{}
+		}
+	case Substitute:
+		if !ok || f.Body == nil {
+			f = Fault{}
+		}
+	case Reset, Truncate, Flip, Stall, Drip:
 		if n == 0 && f.Mode != Stall {
 			f = Fault{}
 			break
@@ -396,7 +534,7 @@ func (p *Proxy) resolve(r Request, f Fault, n int64) Fault {
 				f.After = p.rnd.Int64N(16 << 10)
 			}
 		}
-		if n > 0 && f.Mode != Stall {
+		if n > 0 && f.Mode != Stall && f.Mode != Drip {
 			f.After = min(f.After, n-1)
 		} else if n >= 0 {
 			f.After = min(f.After, n)
@@ -416,15 +554,32 @@ func (p *Proxy) record(r Request, f Fault) {
 	p.events = append(p.events, Event{Request: r, Fault: f})
 }
 
+// rangeNotSatisfiable is what substitute answers a range past the end of
+// its bytes with; it is not a Mode of its own.
+const rangeNotSatisfiable = numModes
+
 // answer writes an S3-style error response of its own.
-func answer(w io.Writer, m Mode) error {
-	status, code, msg := http.StatusServiceUnavailable, "SlowDown", "Please reduce your request rate."
-	if m == Status500 {
+func answer(w io.Writer, method string, m Mode) error {
+	var status int
+	var code, msg string
+	switch m {
+	case Status500:
 		status, code, msg = http.StatusInternalServerError, "InternalError", "We encountered an internal error, please try again."
+	case Status403:
+		status, code, msg = http.StatusForbidden, "AccessDenied", "Access Denied."
+	case Status404:
+		status, code, msg = http.StatusNotFound, "NoSuchKey", "The specified key does not exist."
+	case rangeNotSatisfiable:
+		status, code, msg = http.StatusRequestedRangeNotSatisfiable, "InvalidRange", "The requested range is not satisfiable"
+	default:
+		status, code, msg = http.StatusServiceUnavailable, "SlowDown", "Please reduce your request rate."
 	}
 	body := fmt.Sprintf("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>%s</Code><Message>%s</Message><RequestId>faultproxy</RequestId></Error>", code, msg)
-	_, err := fmt.Fprintf(w, "HTTP/1.1 %d %s\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n\r\n%s",
-		status, http.StatusText(status), len(body), body)
+	_, err := fmt.Fprintf(w, "HTTP/1.1 %d %s\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n\r\n",
+		status, http.StatusText(status), len(body))
+	if err == nil && method != http.MethodHead {
+		_, err = io.WriteString(w, body)
+	}
 	return err
 }
 
@@ -526,6 +681,18 @@ func (b *faultBody) Read(q []byte) (int, error) {
 		} else if !b.done {
 			q = q[:min(int64(len(q)), b.f.After-b.n)]
 		}
+	case Drip:
+		switch {
+		case b.n < b.f.After:
+			q = q[:min(int64(len(q)), b.f.After-b.n)]
+		case b.f.N == 0 || b.n < b.f.After+b.f.N:
+			// One byte at a time, each sent before the wait for the next.
+			if err := b.flush(); err != nil {
+				return 0, err
+			}
+			b.p.sleep(b.f.For)
+			q = q[:min(len(q), 1)]
+		}
 	}
 	k, err := b.rc.Read(q)
 	if b.f.Mode == Flip && !b.done && b.f.After >= b.n && b.f.After < b.n+int64(k) {
@@ -541,11 +708,12 @@ func (b *faultBody) Close() error { return b.rc.Close() }
 // connWriter sends bytes to the client, applying a connection's fault and
 // counting what it sent.
 type connWriter struct {
-	c    *net.TCPConn
-	f    Fault
-	p    *Proxy
-	n    int64
-	done bool
+	c       *net.TCPConn
+	f       Fault
+	p       *Proxy
+	n       int64
+	done    bool
+	dripped int64
 }
 
 func (w *connWriter) Write(q []byte) (int, error) {
@@ -573,6 +741,20 @@ func (w *connWriter) Write(q []byte) (int, error) {
 			}
 			w.c.Close()
 			return m, errCut
+		case Drip:
+			m, err := w.send(q[:k])
+			if err != nil {
+				return m, err
+			}
+			sent, q = k, q[k:]
+			for len(q) > 0 && (w.f.N == 0 || w.dripped < w.f.N) {
+				w.p.sleep(w.f.For)
+				if _, err := w.send(q[:1]); err != nil {
+					return sent, err
+				}
+				sent, q, w.dripped = sent+1, q[1:], w.dripped+1
+			}
+			w.done = w.f.N > 0 && w.dripped >= w.f.N
 		}
 	}
 	m, err := w.send(q)

@@ -2,12 +2,15 @@ package faultproxy
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -61,6 +64,7 @@ func TestRequestFaults(t *testing.T) {
 	body, addr, hits := origin(t)
 	const off, n = 1000, 200 << 10
 	want := body[off : off+n]
+	other := bytes.Repeat([]byte("another object "), 20000)
 	for _, tc := range []struct {
 		f     Fault
 		check func(t *testing.T, status int, got []byte, err error)
@@ -114,10 +118,54 @@ func TestRequestFaults(t *testing.T) {
 				t.Errorf("500: status %d, body %q, %v", status, got, err)
 			}
 		}},
+		{Fault{Mode: Status403}, func(t *testing.T, status int, got []byte, err error) {
+			if err != nil || status != http.StatusForbidden || !bytes.Contains(got, []byte("<Code>AccessDenied</Code>")) {
+				t.Errorf("403: status %d, body %q, %v", status, got, err)
+			}
+		}},
+		{Fault{Mode: Status404}, func(t *testing.T, status int, got []byte, err error) {
+			if err != nil || status != http.StatusNotFound || !bytes.Contains(got, []byte("<Code>NoSuchKey</Code>")) {
+				t.Errorf("404: status %d, body %q, %v", status, got, err)
+			}
+		}},
+		{Fault{Mode: Drip, After: 3000, N: 5, For: 20 * time.Millisecond}, func(t *testing.T, status int, got []byte, err error) {
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("drip: %d bytes (equal %v), %v", len(got), bytes.Equal(got, want), err)
+			}
+		}},
+		{Fault{Mode: Length, N: 10}, func(t *testing.T, status int, got []byte, err error) {
+			// The client waits for 10 more bytes until its time-out.
+			if !errors.Is(err, os.ErrDeadlineExceeded) && !strings.Contains(fmt.Sprint(err), "Client.Timeout") || !bytes.Equal(got, want) {
+				t.Errorf("content-length +10: %d bytes (equal %v), %v; want all, then a time-out", len(got), bytes.Equal(got, want), err)
+			}
+		}},
+		{Fault{Mode: Length, N: -10}, func(t *testing.T, status int, got []byte, err error) {
+			if err != nil || !bytes.Equal(got, want[:n-10]) {
+				t.Errorf("content-length -10: %d bytes (a prefix %v), %v; want %d", len(got), bytes.HasPrefix(want, got), err, n-10)
+			}
+		}},
+		{Fault{Mode: Substitute, Body: other}, func(t *testing.T, status int, got []byte, err error) {
+			if err != nil || status != http.StatusPartialContent || !bytes.Equal(got, other[off:off+n]) {
+				t.Errorf("substitute: status %d, %d bytes (the other object's %v), %v", status, len(got), bytes.Equal(got, other[off:off+n]), err)
+			}
+		}},
+		{Fault{Mode: Substitute, Body: other[:off+100]}, func(t *testing.T, status int, got []byte, err error) {
+			if err != nil || status != http.StatusPartialContent || !bytes.Equal(got, other[off:off+100]) {
+				t.Errorf("substitute a shorter object: status %d, %d bytes, %v; want its last 100, clipped", status, len(got), err)
+			}
+		}},
+		{Fault{Mode: Substitute, Body: other[:off]}, func(t *testing.T, status int, got []byte, err error) {
+			if err != nil || status != http.StatusRequestedRangeNotSatisfiable || !bytes.Contains(got, []byte("<Code>InvalidRange</Code>")) {
+				t.Errorf("substitute an object that ends before the range: status %d, body %q, %v; want 416", status, got, err)
+			}
+		}},
 	} {
 		t.Run(tc.f.String(), func(t *testing.T) {
 			p := start(t, Options{Upstream: addr, Policy: Always(nil, tc.f)})
 			c := &http.Client{Transport: &http.Transport{}}
+			if tc.f.Mode == Length {
+				c.Timeout = 300 * time.Millisecond
+			}
 			before := hits.Load()
 			began := time.Now()
 			status, got, err := get(c, p, off, n)
@@ -130,15 +178,24 @@ func TestRequestFaults(t *testing.T) {
 				if forwarded != 0 {
 					t.Errorf("%d requests reached the upstream, want 0", forwarded)
 				}
+			case Status403, Status404:
+				if forwarded != 0 {
+					t.Errorf("%d requests reached the upstream, want 0", forwarded)
+				}
 			case Stall:
 				if took < tc.f.For {
 					t.Errorf("stalled request took %v, want at least %v", took, tc.f.For)
+				}
+			case Drip:
+				if d := time.Duration(tc.f.N) * tc.f.For; took < d {
+					t.Errorf("dripping request took %v, want at least %v", took, d)
 				}
 			}
 			if cnt.Requests != 1 || cnt.Faults() != map[bool]int{true: 0, false: 1}[tc.f.Mode == Pass] {
 				t.Errorf("counts %v", cnt)
 			}
-			if tc.f.Mode == Pass || tc.f.Mode == Stall || tc.f.Mode == Flip || tc.f.Mode >= Status500 {
+			switch tc.f.Mode {
+			case Pass, Stall, Flip, Drip, Substitute, Status500, Status503, Status403, Status404:
 				// The connection stays usable.
 				p.SetPolicy(nil)
 				if status, got, err := get(c, p, 0, 10); err != nil || !bytes.Equal(got, body[:10]) {
@@ -146,6 +203,24 @@ func TestRequestFaults(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDNS: a name looked up through the server's resolver does not
+// resolve, as NXDOMAIN from a real resolver.
+func TestDNS(t *testing.T) {
+	d, err := StartDNS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	_, err = d.Resolver().LookupHost(context.Background(), "store.twinroot.invalid")
+	var de *net.DNSError
+	if !errors.As(err, &de) || !de.IsNotFound {
+		t.Fatalf("LookupHost = %v, want a DNS error saying no such host", err)
+	}
+	if d.Queries() == 0 {
+		t.Error("the server answered no query")
 	}
 }
 
@@ -183,6 +258,18 @@ func TestConnFaults(t *testing.T) {
 		}
 		if cnt := p.Counts(); cnt.Conns != 1 || cnt.Requests != 3 || cnt.Status503 != 1 {
 			t.Errorf("counts %v, want one connection answered 503 (counted once), 3 requests", cnt)
+		}
+	})
+	t.Run("drip", func(t *testing.T) {
+		f := Fault{Mode: Drip, After: 500, N: 4, For: 20 * time.Millisecond}
+		p := start(t, Options{Upstream: addr, ConnPolicy: func(int, *rand.Rand) Fault { return f }})
+		c := &http.Client{Transport: &http.Transport{}}
+		began := time.Now()
+		if _, got, err := get(c, p, 0, 4<<10); err != nil || !bytes.Equal(got, body[:4<<10]) {
+			t.Errorf("%d bytes, %v", len(got), err)
+		}
+		if took, d := time.Since(began), time.Duration(f.N)*f.For; took < d {
+			t.Errorf("took %v, want at least %v", took, d)
 		}
 	})
 	t.Run("flip", func(t *testing.T) {
@@ -259,6 +346,19 @@ func TestParseRange(t *testing.T) {
 			t.Errorf("parseRange(%q) = %d, %d, want %d, %d", tc.h, s, e, tc.start, tc.end)
 		}
 	}
+}
+
+func FuzzNXDomain(f *testing.F) {
+	f.Add([]byte("\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05store\x07invalid\x00\x00\x01\x00\x01"))
+	f.Fuzz(func(t *testing.T, q []byte) {
+		r, err := nxdomain(q)
+		if err != nil {
+			return
+		}
+		if len(r) < 12 || len(r) > len(q) || r[0] != q[0] || r[1] != q[1] || r[3]&0x0f != 3 || r[2]&0x80 == 0 {
+			t.Errorf("nxdomain(%x) = %x", q, r)
+		}
+	})
 }
 
 func FuzzParseRange(f *testing.F) {
