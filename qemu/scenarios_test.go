@@ -111,10 +111,14 @@ func installed(t *testing.T, l *lab.Lab) string {
 	return disk
 }
 
+// boot starts the disk with a watchdog (i6300esb, which resets the guest),
+// as a device that arms one on trial boots has.
 func boot(t *testing.T, disk string, fw qemu.Firmware) *qemu.VM {
 	t.Helper()
-	return qemu.StartT(t, qemu.Config{Name: filepath.Base(t.Name()), Firmware: fw, Drives: []qemu.Drive{{Path: disk}}})
+	return qemu.StartT(t, qemu.Config{Name: filepath.Base(t.Name()), Firmware: fw, Drives: []qemu.Drive{{Path: disk}}, ExtraArgs: watchdogArgs})
 }
+
+var watchdogArgs = []string{"-device", "i6300esb", "-action", "watchdog=reset"}
 
 func expect(t *testing.T, vm *qemu.VM, pattern string) string {
 	t.Helper()
@@ -187,7 +191,11 @@ func TestScenarioTrialCommit(t *testing.T) {
 		disk := installed(t, l)
 		stage(t, l, disk, "a", "2.0.0", minimal.OK)
 		vm := boot(t, disk, fw)
-		bootedInto(t, vm, "b", "trial, 0 tries left", "2.0.0")
+		expect(t, vm, `twinroot: booting slot b \(trial, 0 tries left`)
+		expect(t, vm, `twinroot-init: watchdog armed \(30s\)`)
+		expect(t, vm, `twinroot-init: slot=b version=2\.0\.0 `)
+		expect(t, vm, `msg="watchdog taken: fed while the health gate runs" device=/dev/watchdog timeout=30s`)
+		expect(t, vm, `msg="watchdog disarmed"`)
 		expect(t, vm, `twinroot: committed: slot b passed its health check`)
 		for i := 0; i < 2; i++ {
 			expect(t, vm, `twinroot-init: ready`)
@@ -212,6 +220,37 @@ func TestScenarioPanicFallsBack(t *testing.T) {
 		expect(t, vm, `Kernel panic`)
 		// No user space helps here: GRUB finds the tries used up.
 		bootedInto(t, vm, "a", "committed", "1.0.0")
+		expect(t, vm, `twinroot: fell-back: trial of slot b failed .*slot b marked bad`)
+		expect(t, vm, `twinroot-init: ready`)
+		powerOff(t, vm)
+		wantState(t, disk, bootstate.State{Committed: "a", A: bootstate.OK, B: bootstate.Bad})
+	})
+}
+
+// TestScenarioHangFallsBack boots a trial whose init hangs for good: the
+// watchdog its init armed resets the machine, and GRUB, finding the trial's
+// boots used up, boots the committed slot, whose updater marks the trial bad.
+func TestScenarioHangFallsBack(t *testing.T) {
+	l := testLab(t)
+	forEachFirmware(t, func(t *testing.T, fw qemu.Firmware) {
+		disk := installed(t, l)
+		stage(t, l, disk, "a", "2.0.0", minimal.Hang)
+		vm := boot(t, disk, fw)
+		expect(t, vm, `twinroot: booting slot b \(trial, 0 tries left`)
+		expect(t, vm, `twinroot-init: watchdog armed \(30s\)`)
+		armed := time.Now()
+		expect(t, vm, `twinroot-init: slot=b version=2\.0\.0 variant=hang`)
+		expect(t, vm, `twinroot-init: hang variant, hanging`)
+		// Nobody touches the machine: only the watchdog can end the hang.
+		expect(t, vm, `twinroot: booting slot a \(committed`)
+		// QEMU's clock is virtual time, which TCG runs a little slower than
+		// the host's: the reset cannot come before the timeout.
+		if waited := time.Since(armed); waited < 30*time.Second {
+			t.Errorf("reset %v after the watchdog was armed, before its 30 s timeout", waited.Round(time.Second))
+		} else {
+			t.Logf("reset %v after the watchdog was armed (timeout 30 s)", waited.Round(time.Second))
+		}
+		expect(t, vm, `twinroot-init: slot=a version=1\.0\.0 `)
 		expect(t, vm, `twinroot: fell-back: trial of slot b failed .*slot b marked bad`)
 		expect(t, vm, `twinroot-init: ready`)
 		powerOff(t, vm)

@@ -15,6 +15,7 @@ import (
 	"github.com/twinroot/twinroot/internal/cli"
 	"github.com/twinroot/twinroot/internal/containers"
 	"github.com/twinroot/twinroot/internal/health"
+	"github.com/twinroot/twinroot/internal/watchdog"
 )
 
 type bootOptions struct {
@@ -24,6 +25,7 @@ type bootOptions struct {
 	gate     health.Gate
 	noReboot bool
 	verbose  bool
+	watchdog string
 }
 
 func newBootCmd() *cobra.Command {
@@ -35,7 +37,10 @@ func newBootCmd() *cobra.Command {
 every check passes within the deadline the slot is committed; when one
 fails the slot is marked bad and the machine reboots at once into the
 committed slot. After GRUB fell back from a trial that never came up
-(kernel panic, hang), it records the trial slot as bad. A version marked
+(kernel panic, hang), it records the trial slot as bad. On a trial boot
+it takes over the hardware watchdog the system armed early (GRUB passes
+twinroot.trial=1), feeds it while the gate runs and disarms it once the
+slot is committed; a watchdog PID 1 holds (systemd) is left to PID 1. A version marked
 bad is remembered and never retried automatically; a newer one is.
 
 Then, when the device config exists, it checks the release channel and
@@ -54,6 +59,7 @@ applies a newer release as updater apply does.
 	f.StringArrayVar(&o.gate.Units, "health-unit", nil, "systemd unit that must be active (repeatable)")
 	f.DurationVar(&o.gate.Deadline, "health-timeout", 2*time.Minute, "deadline for the health gate")
 	f.BoolVar(&o.noReboot, "no-reboot", false, "do not reboot after a failed health gate (exit 4 instead)")
+	f.StringVar(&o.watchdog, "watchdog", watchdog.Device, `watchdog a trial boot feeds while the gate runs and disarms on commit; "" leaves it alone (never touched with --disk)`)
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "debug logging")
 	return c
 }
@@ -67,6 +73,9 @@ func runBoot(c *cobra.Command, o bootOptions, w io.Writer) error {
 	log := cli.Logger(os.Stderr, o.verbose)
 	cfg, cfgErr := d.config()
 	b := agent.Boot{Disk: d.disk, Running: d.running, Gate: o.gate, Log: log}
+	if !d.offline {
+		b.Watchdog = o.watchdog
+	}
 	if cfgErr == nil {
 		b.State = &d.state
 		if len(o.gate.Commands)+len(o.gate.Units) == 0 {

@@ -2,13 +2,16 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/health"
 	"github.com/twinroot/twinroot/internal/state"
+	"github.com/twinroot/twinroot/internal/watchdog"
 )
 
 // Outcomes of a boot.
@@ -39,7 +42,11 @@ type Boot struct {
 	// State, when set, records the version of a slot marked bad, so the
 	// same version is never retried automatically.
 	State *state.Store
-	Log   *slog.Logger
+	// Watchdog is the watchdog device a trial boot takes over, fed while
+	// the gate runs and disarmed once the slot is committed (package
+	// watchdog); "" leaves any watchdog alone.
+	Watchdog string
+	Log      *slog.Logger
 }
 
 // Report is what a boot did.
@@ -54,6 +61,10 @@ type Report struct {
 	// Reboot is set when the machine must reboot at once (into the
 	// committed slot, after a failed health gate).
 	Reboot bool `json:"reboot"`
+	// Watchdog says what a trial boot did with the watchdog: "disarmed"
+	// (committed), "armed" (left running for the reboot after a failed
+	// gate), "held by PID 1", "none", or why it could not be taken.
+	Watchdog string `json:"watchdog,omitempty"`
 }
 
 // Run finishes the boot protocol for this boot.
@@ -85,16 +96,32 @@ func (b *Boot) Run(ctx context.Context) (Report, error) {
 		r.Outcome = OutcomeFellBack
 		r.Message = fmt.Sprintf("trial of slot %s failed before its health check (fell back to slot %s); slot %s marked bad", failed, b.Running, failed)
 	case bootstate.TrialRunning:
+		dog := b.takeWatchdog(&r, log)
 		log.Info("trial boot: running the health gate", "slot", b.Running, "deadline", b.Gate.Deadline)
 		res, gateErr := b.Gate.Run(ctx)
 		r.Health = res
 		if gateErr == nil {
 			if r.After, err = b.Disk.Update(func(s bootstate.State) (bootstate.State, error) { return s.Commit(b.Running) }); err != nil {
+				releaseWatchdog(dog, &r, log)
 				return r, err
 			}
 			r.Outcome, r.Message = OutcomeCommitted, fmt.Sprintf("slot %s passed its health check and is committed", b.Running)
+			if dog != nil {
+				// Committed already: a failed disarm costs at most one
+				// reset, into this slot.
+				if err := dog.Disarm(); err != nil {
+					r.Watchdog = err.Error()
+					log.Warn("watchdog not disarmed: the machine resets into the committed slot", "err", err)
+				} else {
+					r.Watchdog = "disarmed"
+					log.Info("watchdog disarmed", "device", b.Watchdog)
+				}
+			}
 			break
 		}
+		// The machine reboots now; the watchdog stays armed in case the
+		// reboot itself hangs.
+		defer releaseWatchdog(dog, &r, log)
 		if err := b.recordBad(b.Running); err != nil {
 			return r, err
 		}
@@ -108,6 +135,53 @@ func (b *Boot) Run(ctx context.Context) (Report, error) {
 	}
 	log.Info(r.Message, "outcome", r.Outcome, "slot", b.Running)
 	return r, nil
+}
+
+// takeWatchdog takes over the watchdog the trial's init armed (or arms
+// it) and feeds it until the gate's deadline and a grace period have
+// passed: an updater that hangs past them is reset like any other hang. It
+// returns nil when there is none to take.
+func (b *Boot) takeWatchdog(r *Report, log *slog.Logger) *watchdog.Dog {
+	if b.Watchdog == "" {
+		return nil
+	}
+	deadline := b.Gate.Deadline
+	if deadline == 0 {
+		deadline = health.DefaultDeadline
+	}
+	dog, err := watchdog.Take(b.Watchdog, deadline+watchdogGrace)
+	switch {
+	case errors.Is(err, watchdog.ErrHeld):
+		r.Watchdog = "held by PID 1"
+		log.Info("watchdog held by PID 1, which feeds it", "device", b.Watchdog)
+	case errors.Is(err, watchdog.ErrNone):
+		r.Watchdog = "none"
+		log.Warn("no watchdog: a trial that hangs stays hung", "device", b.Watchdog)
+	case err != nil:
+		r.Watchdog = err.Error()
+		log.Warn("watchdog not taken", "err", err)
+	default:
+		timeout, _ := dog.Timeout()
+		log.Info("watchdog taken: fed while the health gate runs", "device", b.Watchdog, "timeout", timeout)
+	}
+	return dog
+}
+
+// watchdogGrace is how long past the gate's deadline the watchdog is fed,
+// for the commit or the mark-bad write and the reboot.
+const watchdogGrace = 30 * time.Second
+
+// releaseWatchdog lets go of dog still armed.
+func releaseWatchdog(dog *watchdog.Dog, r *Report, log *slog.Logger) {
+	if dog == nil {
+		return
+	}
+	if err := dog.Release(); err != nil {
+		r.Watchdog = err.Error()
+		log.Warn("watchdog", "err", err)
+		return
+	}
+	r.Watchdog = "armed"
 }
 
 // recordBad remembers the version in slot as bad before the slot is marked

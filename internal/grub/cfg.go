@@ -86,13 +86,14 @@ function tr_boot {
   set tr_part=3
   if [ "$1" = b ]; then set tr_part=4; fi
   echo "twinroot: booting slot $1 ($2)"
-  linux ($tr_disk,gpt$tr_part)/boot/vmlinuz twinroot.slot=$1 root=PARTLABEL=twinroot-$1 ro console=tty0 console=ttyS0,115200 panic={{.PanicSeconds}}{{if .KernelArgs}} {{.KernelArgs}}{{end}}
+  linux ($tr_disk,gpt$tr_part)/boot/vmlinuz twinroot.slot=$1 $3 root=PARTLABEL=twinroot-$1 ro console=tty0 console=ttyS0,115200 panic={{.PanicSeconds}}{{if .KernelArgs}} {{.KernelArgs}}{{end}}
   initrd ($tr_disk,gpt$tr_part)/boot/initrd.img
   boot
 }
 
 # A trial slot that is ok and has tries left is booted once more, the count
-# saved before the kernel starts, so that a panic or hang uses it up.
+# saved before the kernel starts, so that a panic or hang uses it up. Its
+# kernel gets twinroot.trial=1: the system arms the watchdog early.
 set tr_slot=$twinroot_committed
 set tr_trial_state=$twinroot_slot_a
 if [ "$twinroot_trial" = b ]; then set tr_trial_state=$twinroot_slot_b; fi
@@ -113,7 +114,7 @@ fi
 if [ "$tr_slot" != "$twinroot_committed" ]; then
   tr_save $tr_alt
   tr_save $tr_env
-  tr_boot $tr_slot "trial, $twinroot_tries tries left"
+  tr_boot $tr_slot "trial, $twinroot_tries tries left" twinroot.trial=1
   echo "twinroot: slot $tr_slot did not load, falling back"
 fi
 tr_boot $twinroot_committed committed

@@ -45,6 +45,8 @@
 // grub.cfg boots the trial slot when it is ok and has tries left, saving the
 // decremented count before the kernel starts, so a panic (panic= on the
 // command line) or a hang uses a try up; otherwise the committed slot. The
-// kernel command line carries twinroot.slot=a|b. A kernel that does not load
+// kernel command line carries twinroot.slot=a|b, and twinroot.trial=1 on a
+// trial boot, so that the system arms a hardware watchdog early (package
+// watchdog) and a hang ends in a reset. A kernel that does not load
 // makes the script fall through to the committed slot.
 package grub

@@ -14,12 +14,15 @@ import (
 // ErrUnhealthy is returned when the gate does not pass within its deadline.
 var ErrUnhealthy = errors.New("health gate failed")
 
+// DefaultDeadline is a Gate's deadline unless it names one.
+const DefaultDeadline = 2 * time.Minute
+
 // Gate is the set of checks.
 type Gate struct {
 	Units    []string      // systemd units that must be active
 	Commands []string      // shell-like command lines that must exit 0
 	Probes   []Probe       // other checks, such as a bundled service's health
-	Deadline time.Duration // default 2 minutes
+	Deadline time.Duration // default DefaultDeadline
 	Interval time.Duration // between rounds; default 2 s
 	// Systemctl is the systemctl binary; default "systemctl".
 	Systemctl string
@@ -42,7 +45,7 @@ type Result struct {
 // the results of the last round.
 func (g Gate) Run(ctx context.Context) ([]Result, error) {
 	if g.Deadline == 0 {
-		g.Deadline = 2 * time.Minute
+		g.Deadline = DefaultDeadline
 	}
 	if g.Interval == 0 {
 		g.Interval = 2 * time.Second

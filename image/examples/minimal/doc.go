@@ -22,7 +22,15 @@
 //
 // The variant selects a behaviour the boot protocol must survive: OK boots
 // and passes the health check, Panic makes init exit (a kernel panic, which
-// `panic=N` turns into a reboot), Unhealthy boots but fails the health check.
+// `panic=N` turns into a reboot), Unhealthy boots but fails the health check,
+// Hang stops after printing its identity and never runs the updater (only a
+// watchdog ends it).
+//
+// On a trial boot (twinroot.trial=1 on the kernel command line, as GRUB
+// passes it) init arms the watchdog right after loading its modules
+// (i6300esb is among them), with the timeout of twinroot.watchdog=SECONDS
+// or 30 s, and prints "twinroot-init: watchdog armed (<timeout>)" or why
+// not; `updater boot` takes it over (package watchdog).
 //
 // At boot init also gives the first Ethernet interface QEMU user networking's
 // address (10.0.2.15/24 via 10.0.2.2; twinroot.ip=ADDR/N,GW or twinroot.ip=off
@@ -42,6 +50,7 @@
 // (setup lines such as "twinroot-init: network ..." come first):
 //
 //	twinroot-init: slot=<slot> version=<version> variant=<variant>
+//	twinroot-init: hang variant, hanging        (the hang variant; nothing follows)
 //	twinroot-init: updater boot exit=<code>     (only when /bin/updater exists)
 //	twinroot-init: ready
 //

@@ -22,6 +22,7 @@ const (
 	OK        Variant = "ok"
 	Panic     Variant = "panic"
 	Unhealthy Variant = "unhealthy"
+	Hang      Variant = "hang"
 )
 
 // InitPackage is the import path of the init program BuildInitramfs builds.
@@ -45,7 +46,7 @@ func (o Options) normalized() (Options, error) {
 		o.Variant = OK
 	}
 	switch o.Variant {
-	case OK, Panic, Unhealthy:
+	case OK, Panic, Unhealthy, Hang:
 	default:
 		return o, fmt.Errorf("unknown variant %q (want %s, %s or %s)", o.Variant, OK, Panic, Unhealthy)
 	}

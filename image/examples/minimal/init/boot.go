@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/twinroot/twinroot/internal/initramfs"
+	"github.com/twinroot/twinroot/internal/watchdog"
 )
 
 // diskWait bounds the wait for a disk: drivers probe asynchronously, and a
@@ -36,6 +38,7 @@ func pid1(s *system) int {
 	for _, err := range initramfs.LoadModules() {
 		s.printf("%v", err)
 	}
+	armWatchdog(s)
 	disks := waitDisks("/sys/block", diskWait)
 	if len(disks) == 0 {
 		s.printf("no disk after %v", diskWait)
@@ -70,6 +73,28 @@ func pid1(s *system) int {
 		}
 		time.Sleep(time.Second)
 	}
+}
+
+// armWatchdog arms the watchdog on a trial boot, for `updater boot` to take
+// over: a trial that hangs from here on is reset, and GRUB falls back.
+func armWatchdog(s *system) {
+	if v, _ := s.kernelArg("twinroot.trial"); v != "1" {
+		return
+	}
+	timeout := watchdog.DefaultTimeout
+	if v, ok := s.kernelArg("twinroot.watchdog"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			s.printf("twinroot.watchdog=%q is not a number of seconds; using %v", v, timeout)
+		} else {
+			timeout = time.Duration(n) * time.Second
+		}
+	}
+	if err := watchdog.Arm(watchdog.Device, timeout); err != nil {
+		s.printf("watchdog not armed: %v", err)
+		return
+	}
+	s.printf("watchdog armed (%v)", timeout)
 }
 
 func mountKernelFilesystems(s *system) {

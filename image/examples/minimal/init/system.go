@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/u-root/u-root/pkg/shlex"
 	"golang.org/x/sys/unix"
@@ -94,9 +95,17 @@ func (s *system) health() int {
 func (s *system) start() bool {
 	variant := s.identity("variant")
 	s.printf("slot=%s version=%s variant=%s", s.slot(), s.identity("version"), variant)
-	if variant == "panic" {
+	switch variant {
+	case "panic":
 		s.printf("panic variant, exiting")
 		return false
+	case "hang":
+		s.printf("hang variant, hanging")
+		for {
+			// Not select{}: with every goroutine asleep the runtime
+			// exits, and PID 1 exiting panics the kernel.
+			time.Sleep(time.Hour)
+		}
 	}
 	if _, err := os.Stat(s.updater); err == nil {
 		// The minimal system's check answers at once: a short deadline keeps
