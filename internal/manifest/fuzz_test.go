@@ -2,12 +2,16 @@ package manifest
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/mod/semver"
+
+	"github.com/twinroot/twinroot/internal/testfuzz"
 )
 
 // FuzzVerify feeds arbitrary documents to Verify: it must never panic, and
@@ -93,6 +97,72 @@ func FuzzParseVersion(f *testing.F) {
 		}
 		if got, want := va.Compare(vb), semver.Compare("v"+a, "v"+b); got != want {
 			t.Errorf("Compare(%q, %q) = %d, x/mod/semver says %d", a, b, got, want)
+		}
+	})
+}
+
+// FuzzParseEnvelope: a device reads the envelope of any latest.json the
+// store serves, and when Verify refuses it, ParseEnvelope and Decode read
+// the version out of the unverified bytes to name the refusal. Both must
+// refuse with ErrMalformed or give what re-encodes to the same value, and an
+// envelope they accept holds only well-formed signatures.
+func FuzzParseEnvelope(f *testing.F) {
+	k1, k2 := key(f, 1), key(f, 2)
+	good := sign(f, release(), k1)
+	testfuzz.Add(f, "signed", good)
+	testfuzz.Add(f, "signed-twice", sign(f, release(), k1, k2))
+	bare := release()
+	bare.Channel, bare.Expires, bare.Rollout, bare.Containers = "", time.Time{}, nil, nil
+	testfuzz.Add(f, "build-output", signRaw(f, marshal(f, bare), k1))
+	testfuzz.Add(f, "bare-manifest", marshal(f, release()))
+	testfuzz.Add(f, "no-signatures", []byte(`{"manifest":"e30=","signatures":[]}`))
+	testfuzz.Add(f, "short-sig", []byte(`{"manifest":"e30=","signatures":[{"key_id":"0123456789abcdef","sig":"AAAA"}]}`))
+	testfuzz.Add(f, "upper-case-key", bytes.Replace(good, []byte(`"manifest"`), []byte(`"Manifest"`), 1))
+	testfuzz.Add(f, "manifest-twice", bytes.Replace(good, []byte(`"signatures"`), []byte(`"manifest":"e30=","signatures"`), 1))
+	testfuzz.Add(f, "trailing-data", append(bytes.Clone(good), "{}"...))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := ParseEnvelope(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("ParseEnvelope: %v is not ErrMalformed", err)
+			}
+			return
+		}
+		if len(e.Manifest) == 0 {
+			t.Fatal("accepted an envelope without a manifest")
+		}
+		for _, s := range e.Signatures {
+			if !keyIDRE.MatchString(s.KeyID) || len(s.Sig) != ed25519.SignatureSize {
+				t.Fatalf("accepted signature %+v", s)
+			}
+		}
+		e2, err := ParseEnvelope(mustJSON(t, e))
+		if err != nil {
+			t.Fatalf("re-encoded envelope does not parse: %v", err)
+		}
+		if diff := cmp.Diff(e, e2); diff != "" {
+			t.Fatalf("envelope round trip (-first +second):\n%s", diff)
+		}
+		m, err := Decode(e.Manifest)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("Decode: %v is not ErrMalformed", err)
+			}
+			return
+		}
+		if m.Schema != Schema {
+			t.Fatalf("Decode accepted schema %d", m.Schema)
+		}
+		again, err := m.Marshal()
+		if err != nil {
+			t.Fatalf("a decoded manifest does not marshal: %v", err)
+		}
+		m2, err := Decode(again)
+		if err != nil {
+			t.Fatalf("re-marshalled manifest does not decode: %v", err)
+		}
+		if diff := cmp.Diff(m, m2); diff != "" {
+			t.Fatalf("manifest round trip (-first +second):\n%s", diff)
 		}
 	})
 }
