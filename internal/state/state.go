@@ -63,11 +63,26 @@ func (st Store) Load() (State, error) {
 	if err != nil {
 		return State{}, fmt.Errorf("read updater state: %w", err)
 	}
-	var s State
-	if err := json.Unmarshal(b, &s); err != nil {
+	s, err := parse(b)
+	if err != nil {
 		return State{}, fmt.Errorf("updater state %s: %w", filepath.Join(st.Dir, FileName), err)
 	}
 	return s, nil
+}
+
+func parse(b []byte) (State, error) {
+	var s State
+	err := json.Unmarshal(b, &s)
+	return s, err
+}
+
+// marshal is the content of state.json.
+func (s State) marshal() ([]byte, error) {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
 }
 
 // Save replaces the state atomically.
@@ -75,11 +90,11 @@ func (st Store) Save(s State) error {
 	if err := os.MkdirAll(st.Dir, 0o755); err != nil {
 		return fmt.Errorf("updater state: %w", err)
 	}
-	b, err := json.MarshalIndent(s, "", "  ")
+	b, err := s.marshal()
 	if err != nil {
-		return err
+		return fmt.Errorf("updater state: %w", err)
 	}
-	return atomicfile.Write(filepath.Join(st.Dir, FileName), append(b, '\n'), 0o644)
+	return atomicfile.Write(filepath.Join(st.Dir, FileName), b, 0o644)
 }
 
 // Update loads, applies f and saves.
