@@ -27,6 +27,17 @@
 // rather than downloading the whole image per chunk. ETags are opaque
 // strings, quoted as servers send them.
 //
+// Errors name what a caller decides on: ErrNotFound (404), ErrDenied (401,
+// 403: wrong credentials, or a key they may not read; S3 answers 403 for a
+// missing key to a caller that may not list the bucket), ErrNoHost (the
+// host name does not resolve), ErrRange (a range past the end of the
+// object, told by the server's 416 or by its Content-Range size). An
+// answer to a range whose length is not the range's, while the object is
+// long enough, is broken on its way and wraps none of them: worth another
+// try. Options.MaxAttempts bounds the S3 client's own retries; the device
+// sets 1 and retries with its own policy (package fetch), so one failure
+// is one request and one policy bounds them all.
+//
 // # Writing (Store: s3 and file)
 //
 // Every write is create-only, so a published version is never overwritten

@@ -33,9 +33,9 @@ func FuzzContentRange(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
-		start, end, err := parseContentRange(v)
-		if err == nil && (start < 0 || end < start) {
-			t.Fatalf("parseContentRange(%q) = %d, %d: want 0 <= start <= end", v, start, end)
+		start, end, size, err := parseContentRange(v)
+		if err == nil && (start < 0 || end < start || (size != -1 && size <= end)) {
+			t.Fatalf("parseContentRange(%q) = %d, %d, %d: want 0 <= start <= end < size, or size -1", v, start, end, size)
 		}
 	})
 }

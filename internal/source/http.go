@@ -47,7 +47,7 @@ func (h *httpSource) do(ctx context.Context, method, key string, header http.Hea
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", strings.ToLower(method), h.url(key), err)
+		return nil, fmt.Errorf("%s %s: %w", strings.ToLower(method), h.url(key), netError(err))
 	}
 	return resp, nil
 }
@@ -64,6 +64,8 @@ func (h *httpSource) statusError(op, key string, resp *http.Response) error {
 		return fmt.Errorf("%s %s: %w", op, h.url(key), ErrNotModified)
 	case http.StatusRequestedRangeNotSatisfiable:
 		return fmt.Errorf("%s %s: %w", op, h.url(key), ErrRange)
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return fmt.Errorf("%s %s: %w (%s)", op, h.url(key), ErrDenied, resp.Status)
 	}
 	return fmt.Errorf("%s %s: server answered %s", op, h.url(key), resp.Status)
 }
@@ -109,7 +111,7 @@ func (h *httpSource) GetRange(ctx context.Context, key string, off, n int64) (io
 	default:
 		return nil, h.statusError(op, key, resp)
 	}
-	start, end, err := parseContentRange(resp.Header.Get("Content-Range"))
+	start, end, _, err := parseContentRange(resp.Header.Get("Content-Range"))
 	if err != nil {
 		resp.Body.Close()
 		return nil, fmt.Errorf("%s %s: %w", op, h.url(key), err)
@@ -125,27 +127,34 @@ func (h *httpSource) GetRange(ctx context.Context, key string, off, n int64) (io
 	return &exactReader{r: resp.Body, c: resp.Body, left: n}, nil
 }
 
-// parseContentRange parses "bytes START-END/SIZE" (SIZE may be *).
-func parseContentRange(v string) (start, end int64, err error) {
+// parseContentRange parses "bytes START-END/SIZE"; size is -1 when SIZE
+// is *.
+func parseContentRange(v string) (start, end, size int64, err error) {
 	rest, ok := strings.CutPrefix(v, "bytes ")
 	if !ok {
-		return 0, 0, fmt.Errorf("content-range %q: want bytes START-END/SIZE", v)
+		return 0, 0, 0, fmt.Errorf("content-range %q: want bytes START-END/SIZE", v)
 	}
-	span, _, ok := strings.Cut(rest, "/")
+	span, total, ok := strings.Cut(rest, "/")
 	if !ok {
-		return 0, 0, fmt.Errorf("content-range %q: want bytes START-END/SIZE", v)
+		return 0, 0, 0, fmt.Errorf("content-range %q: want bytes START-END/SIZE", v)
 	}
 	s, e, ok := strings.Cut(span, "-")
 	if !ok {
-		return 0, 0, fmt.Errorf("content-range %q: want bytes START-END/SIZE", v)
+		return 0, 0, 0, fmt.Errorf("content-range %q: want bytes START-END/SIZE", v)
 	}
 	if start, err = strconv.ParseInt(s, 10, 64); err != nil || start < 0 {
-		return 0, 0, fmt.Errorf("content-range %q: bad start", v)
+		return 0, 0, 0, fmt.Errorf("content-range %q: bad start", v)
 	}
 	if end, err = strconv.ParseInt(e, 10, 64); err != nil || end < start {
-		return 0, 0, fmt.Errorf("content-range %q: bad end", v)
+		return 0, 0, 0, fmt.Errorf("content-range %q: bad end", v)
 	}
-	return start, end, nil
+	size = -1
+	if total != "*" {
+		if size, err = strconv.ParseInt(total, 10, 64); err != nil || size <= end {
+			return 0, 0, 0, fmt.Errorf("content-range %q: bad size", v)
+		}
+	}
+	return start, end, size, nil
 }
 
 func (h *httpSource) Stat(ctx context.Context, key string) (int64, string, error) {

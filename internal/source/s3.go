@@ -61,6 +61,9 @@ func openS3(ctx context.Context, loc location, opts Options) (*s3Store, error) {
 		if endpoint != "" {
 			o.BaseEndpoint = aws.String(endpoint)
 		}
+		if opts.MaxAttempts > 0 {
+			o.RetryMaxAttempts = opts.MaxAttempts
+		}
 		if opts.HTTPClient != nil {
 			// Set here, not in LoadDefaultConfig, which refuses a plain
 			// *http.Client when AWS_CA_BUNDLE is set: the caller's client
@@ -98,9 +101,21 @@ func (s *s3Store) s3Error(op, key string, err error) error {
 	if errors.As(err, &apiErr) && apiErr.ErrorCode() == "NoSuchBucket" {
 		return fmt.Errorf("%s %s: bucket %q does not exist", op, s.url(key), s.loc.host)
 	}
+	if nerr := netError(err); nerr != err {
+		return fmt.Errorf("%s %s: %w", op, s.url(key), nerr)
+	}
 	var respErr *smithyhttp.ResponseError
 	if errors.As(err, &respErr) {
 		switch respErr.HTTPStatusCode() {
+		case http.StatusUnauthorized, http.StatusForbidden:
+			// The SDK's own words say which refusal it was (a bad key, a
+			// bad signature, a clock off, a policy); err stays in the
+			// chain, so a skew the SDK marked retryable still says so.
+			why := http.StatusText(respErr.HTTPStatusCode())
+			if apiErr != nil {
+				why = apiErr.ErrorCode() + ": " + apiErr.ErrorMessage()
+			}
+			return &deniedError{msg: fmt.Sprintf("%s %s: %v (%d %s)", op, s.url(key), ErrDenied, respErr.HTTPStatusCode(), why), err: err}
 		case http.StatusNotModified:
 			return fmt.Errorf("%s %s: %w", op, s.url(key), ErrNotModified)
 		case http.StatusNotFound:
@@ -113,6 +128,17 @@ func (s *s3Store) s3Error(op, key string, err error) error {
 	}
 	return fmt.Errorf("%s %s: %w", op, s.url(key), err)
 }
+
+// deniedError is ErrDenied with the SDK's error kept in the chain but not
+// in the message, which would repeat the operation, the request id and
+// the status.
+type deniedError struct {
+	msg string
+	err error
+}
+
+func (e *deniedError) Error() string   { return e.msg }
+func (e *deniedError) Unwrap() []error { return []error{ErrDenied, e.err} }
 
 func (s *s3Store) Get(ctx context.Context, key, etag string) (io.ReadCloser, string, error) {
 	if err := checkKey(key); err != nil {
@@ -144,10 +170,16 @@ func (s *s3Store) GetRange(ctx context.Context, key string, off, n int64) (io.Re
 	if err != nil {
 		return nil, s.s3Error(fmt.Sprintf("get [%d, %d) of", off, off+n), key, err)
 	}
-	// A range running past the end is clipped by the server, not refused.
 	if got := aws.ToInt64(out.ContentLength); got != n {
 		out.Body.Close()
-		return nil, fmt.Errorf("get [%d, %d) of %s: server sent %d bytes: %w", off, off+n, s.url(key), got, ErrRange)
+		// A range running past the end is clipped by the server, not
+		// refused: the object is shorter than the index says. Any other
+		// length is an answer broken on its way, worth another try.
+		cr := aws.ToString(out.ContentRange)
+		if _, _, size, err := parseContentRange(cr); err == nil && size >= 0 && size < off+n {
+			return nil, fmt.Errorf("get [%d, %d) of %s: the object has %d bytes: %w", off, off+n, s.url(key), size, ErrRange)
+		}
+		return nil, fmt.Errorf("get [%d, %d) of %s: server sent a length of %d bytes for %d (Content-Range %q)", off, off+n, s.url(key), got, n, cr)
 	}
 	return &exactReader{r: out.Body, c: out.Body, left: n}, nil
 }

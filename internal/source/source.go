@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -31,6 +32,12 @@ var (
 	// ErrReadOnly: the URL names a read-only source (https) where a store
 	// was asked for.
 	ErrReadOnly = errors.New("source is read-only")
+	// ErrDenied: the store refused the request (401 or 403): the
+	// credentials are wrong or may not read the key. S3 also answers 403
+	// for a missing key to a caller that may not list the bucket.
+	ErrDenied = errors.New("access denied")
+	// ErrNoHost: the store's host name does not resolve (NXDOMAIN).
+	ErrNoHost = errors.New("host name does not resolve")
 )
 
 // Source reads a release store. Keys are slash-separated and relative to the
@@ -94,6 +101,11 @@ type Options struct {
 	Anonymous bool
 	// HTTPClient is used for s3 and https; nil means a default client.
 	HTTPClient *http.Client
+	// MaxAttempts bounds the requests the S3 client makes for one call,
+	// its own retries included; 0 is the SDK's default (3). A caller
+	// that retries with a policy of its own sets 1, so that one failure
+	// is one request and the policy alone decides how many follow.
+	MaxAttempts int
 }
 
 // Open opens the release store named by rawURL for reading:
@@ -196,6 +208,16 @@ func checkKey(key string) error {
 		}
 	}
 	return nil
+}
+
+// netError names a host name that does not resolve with ErrNoHost, and
+// leaves any other error as it is.
+func netError(err error) error {
+	var de *net.DNSError
+	if errors.As(err, &de) && de.IsNotFound {
+		return fmt.Errorf("%w (%v)", ErrNoHost, de)
+	}
+	return err
 }
 
 // checkRange refuses a negative offset or a non-positive length.
