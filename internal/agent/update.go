@@ -53,7 +53,7 @@ func (u *Updater) Apply(ctx context.Context, m *manifest.Manifest) (ApplyResult,
 	target := u.Running.Other()
 	r := ApplyResult{Slot: target, Version: m.Version, Serial: m.Serial}
 	part := u.Disk.Layout.Slot(target)
-	rel, err := release.Open(ctx, u.Source, u.Channel, nil, m, u.Retry)
+	rel, err := release.Open(ctx, u.Source, u.Channel, nil, m, fetch.Guard{StallTimeout: u.StallTimeout, Retry: u.Retry})
 	if err != nil {
 		return r, fmt.Errorf("%w; nothing written", err)
 	}

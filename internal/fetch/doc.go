@@ -67,14 +67,31 @@
 // # Errors and retries
 //
 // A transient error (a time-out, a 5xx answer, a reset connection, a
-// truncated body, a request that receives no byte for StallTimeout) is
-// retried after a back-off chosen by Options.Retry, and the request resumes
-// at the first chunk not yet received. A frame that fails its hash is fetched
-// once more on its own (a byte flipped on the wire); if it fails again the
-// object itself is corrupt, and Apply returns an error wrapping
-// chunk.ErrCorrupt that names the chunk and its offsets. A missing object
-// (source.ErrNotFound), a range outside it (source.ErrRange) and a client
-// error (4xx) from an S3 store are permanent and returned at once.
+// truncated body, an answer of the wrong length, a request that receives
+// no byte for StallTimeout, or fewer than MinRate bytes a second over a
+// StallTimeout of waiting) is retried after a back-off chosen by
+// Options.Retry, and the request resumes at the first chunk not yet
+// received. The rate floor is what catches a connection that drips: a
+// byte every second never trips a time-out on each read, yet would take
+// days to bring a frame. Only time spent waiting for the network counts,
+// never time the pipeline spends blocked on the disk. A frame that fails
+// its hash is fetched once more on its own (a byte flipped on the wire);
+// if it fails again the object itself is corrupt, and Apply returns an
+// error wrapping chunk.ErrCorrupt that names the chunk and its offsets. A
+// missing object (source.ErrNotFound), a range outside it
+// (source.ErrRange), a refusal of the credentials (source.ErrDenied), a
+// host name that does not resolve (source.ErrNoHost) and any other client
+// error (4xx) from an S3 store are permanent and returned at once. Retry
+// bounds the tries in a row that bring no progress; each frame received
+// starts the count again.
+//
+// Get reads a small object whole (latest.json, chunks.idx) under the same
+// Guard: watched the same way, retried per the same policy, and judged by
+// its caller's check, with a body the check refuses fetched once more
+// (and, for a conditional GET, without its ETag), so one call makes at
+// most one request more than the policy's tries. The device's S3 client
+// makes one request per call (source.Options.MaxAttempts), so these
+// bounds are the requests the store sees.
 //
 // # Journal
 //

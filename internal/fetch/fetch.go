@@ -34,6 +34,7 @@ const (
 	DefaultMaxRequest   = 64 << 20
 	DefaultSyncEvery    = 32 << 20
 	DefaultStallTimeout = 30 * time.Second
+	DefaultMinRate      = 1 << 10 // bytes a second: a 100 MiB delta would take over a day below it
 	// syncInterval bounds the time between journal records, so a slow link
 	// loses little on a power cut.
 	syncInterval = 2 * time.Second
@@ -75,6 +76,7 @@ type Options struct {
 	MaxRequest   int64         // most bytes one request asks for; default 64 MiB
 	SyncEvery    int64         // raw bytes between journal records (and at most 2 s); default 32 MiB
 	StallTimeout time.Duration // a request with no byte for this long is retried; default 30 s
+	MinRate      int64         // nor one slower than this, in bytes a second over StallTimeout of waiting; default 1 KiB/s
 	Workers      int           // decompress-and-hash goroutines; default GOMAXPROCS+1
 
 	// ReadBack reads the whole slot back from the disk after the last
@@ -270,6 +272,9 @@ func newRun(o Options) (*run, error) {
 	}
 	if o.StallTimeout <= 0 {
 		o.StallTimeout = DefaultStallTimeout
+	}
+	if o.MinRate <= 0 {
+		o.MinRate = DefaultMinRate
 	}
 	if o.Workers <= 0 {
 		// One more than the CPUs: a worker that waits on a read of the

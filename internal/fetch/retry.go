@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"sync"
 	"time"
 
 	smithyhttp "github.com/aws/smithy-go/transport/http"
@@ -51,12 +52,22 @@ func Backoff(tries int, first, most time.Duration) RetryFunc {
 var errStalled = errors.New("stalled")
 
 // permanent reports whether err is not worth a retry: the object or range
-// is not there, the index is broken, or an S3 store refused the request
-// itself (4xx other than time-out and throttling).
+// is not there, the store refused the credentials, its host name does not
+// resolve, the index is broken, the object is unchanged (a conditional
+// GET), or an S3 store refused the request itself (4xx other than time-out
+// and throttling). An error the S3 client marked retryable (a request
+// signed with a clock the server finds off, which the client corrects for
+// the next request) is not permanent.
 func permanent(err error) bool {
-	if errors.Is(err, source.ErrNotFound) || errors.Is(err, source.ErrRange) ||
-		errors.Is(err, source.ErrReadOnly) || errors.Is(err, chunk.ErrMalformed) {
-		return true
+	var sdk interface{ RetryableError() bool }
+	if errors.As(err, &sdk) && sdk.RetryableError() {
+		return false
+	}
+	for _, e := range []error{source.ErrNotFound, source.ErrRange, source.ErrReadOnly, source.ErrDenied,
+		source.ErrNoHost, source.ErrNotModified, chunk.ErrMalformed} {
+		if errors.Is(err, e) {
+			return true
+		}
 	}
 	var re *smithyhttp.ResponseError
 	if errors.As(err, &re) {
@@ -66,9 +77,10 @@ func permanent(err error) bool {
 	return false
 }
 
-// again handles one failure of a request: it returns nil after the back-off
-// when the request should be made again, else the error to give up with.
-func (r *run) again(ctx context.Context, attempt *int, err error) error {
+// backoff handles one failure of a request: it returns nil after the
+// back-off when the request should be made again, else the error to give
+// up with.
+func backoff(ctx context.Context, retry RetryFunc, attempt *int, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -76,11 +88,10 @@ func (r *run) again(ctx context.Context, attempt *int, err error) error {
 		return err
 	}
 	*attempt++
-	wait, ok := r.o.Retry(*attempt, err)
+	wait, ok := retry(*attempt, err)
 	if !ok {
 		return fmt.Errorf("giving up after %d tries: %w", *attempt, err)
 	}
-	r.n.retries.Add(1)
 	if wait <= 0 {
 		return nil
 	}
@@ -94,22 +105,52 @@ func (r *run) again(ctx context.Context, attempt *int, err error) error {
 	}
 }
 
-// openRange starts a Range request for [off, off+n) of the object, cancelled
-// when it receives no byte for StallTimeout (a stalled connection never
-// fails on its own).
+// again is backoff for a request of the run, counted in its Stats.
+func (r *run) again(ctx context.Context, attempt *int, err error) error {
+	n := *attempt
+	err = backoff(ctx, r.o.Retry, attempt, err)
+	if *attempt > n && err == nil {
+		r.n.retries.Add(1)
+	}
+	return err
+}
+
+// openRange starts a Range request for [off, off+n) of the object, watched
+// for stalls and drips (watch).
 func (r *run) openRange(ctx context.Context, off, n int64) (io.ReadCloser, error) {
 	r.n.requests.Add(1)
+	return watch(ctx, r.o.StallTimeout, r.o.MinRate, n, &r.n.wire, func(ctx context.Context) (io.ReadCloser, error) {
+		return r.o.Source.GetRange(ctx, r.o.ObjectKey, off, n)
+	})
+}
+
+// watch starts a request with open and cancels it when it makes too little
+// progress: when its answer has not begun within stall (a stalled
+// connection never fails on its own), or when its body, during any stall
+// spent waiting in Read, brings fewer than minRate bytes a second over
+// that time (or the rest of the body, when less; size is the body's
+// length, -1 when unknown). A read deadline alone is not enough: a
+// connection that drips a byte every second never goes quiet for 30 s,
+// yet would take days to bring a frame. Only the time spent waiting in
+// Read counts, so time the pipeline spends blocked downstream is never
+// taken for a stall. got, when set, counts the bytes that crossed the
+// wire.
+func watch(ctx context.Context, stall time.Duration, minRate, size int64, got interface{ Add(int64) int64 },
+	open func(context.Context) (io.ReadCloser, error)) (io.ReadCloser, error) {
 	rctx, cancel := context.WithCancelCause(ctx)
-	d := r.o.StallTimeout
-	t := time.AfterFunc(d, func() { cancel(fmt.Errorf("%w: no byte for %v", errStalled, d)) })
-	body, err := r.o.Source.GetRange(rctx, r.o.ObjectKey, off, n)
+	t := time.AfterFunc(stall, func() { cancel(fmt.Errorf("%w: no byte for %v", errStalled, stall)) })
+	body, err := open(rctx)
 	t.Stop()
 	if err != nil {
 		err = stallCause(rctx, err)
 		cancel(nil)
 		return nil, err
 	}
-	return &watchedBody{rc: body, t: t, d: d, ctx: rctx, cancel: cancel, got: &r.n.wire}, nil
+	w := &watchedBody{rc: body, ctx: rctx, cancel: cancel, d: stall, perWindow: int64(float64(minRate) * stall.Seconds()), left: size, wire: got}
+	w.window()
+	w.t = time.AfterFunc(stall, w.expire)
+	w.t.Stop()
+	return w, nil
 }
 
 // stallCause names the stall when it is why err happened.
@@ -120,23 +161,95 @@ func stallCause(ctx context.Context, err error) error {
 	return err
 }
 
-// watchedBody arms the stall timer only while a Read waits, so time the
-// pipeline spends blocked downstream is never taken for a stall, and counts
-// the bytes that crossed the wire.
+// watchedBody is the body of a watched request. Time is cut into windows
+// of d spent waiting in Read; a window that ends with fewer than need
+// bytes received cancels the request. The timer runs only while a Read
+// waits, and fires when the window's wait is used up within one Read.
 type watchedBody struct {
-	rc     io.ReadCloser
-	t      *time.Timer
-	d      time.Duration
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	got    interface{ Add(int64) int64 }
+	rc        io.ReadCloser
+	ctx       context.Context
+	cancel    context.CancelCauseFunc
+	t         *time.Timer
+	d         time.Duration
+	perWindow int64 // bytes a window must bring: the floor rate times d
+	wire      interface{ Add(int64) int64 }
+
+	mu     sync.Mutex
+	left   int64         // bytes still to come; -1 when unknown
+	need   int64         // bytes this window must bring
+	got    int64         // bytes this window brought
+	waited time.Duration // wait of this window before the Read in progress
+	since  time.Time     // start of the Read in progress; zero between Reads
+}
+
+// window starts a new window.
+func (w *watchedBody) window() {
+	w.need, w.got, w.waited = w.perWindow, 0, 0
+	if w.left >= 0 {
+		w.need = min(w.need, w.left)
+	}
+}
+
+// slow is the cause of a cut for a window that brought too little.
+func (w *watchedBody) slow() error {
+	if w.got == 0 {
+		return fmt.Errorf("%w: no byte for %v", errStalled, w.d)
+	}
+	return fmt.Errorf("%w: %d bytes in %v, less than %d", errStalled, w.got, w.d, w.need)
+}
+
+// expire ends the window whose wait ran out within a Read: the request
+// is cancelled if the window brought too little, else a new one starts now.
+func (w *watchedBody) expire() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.since.IsZero() {
+		return // the Read returned meanwhile: the next one checks
+	}
+	in := time.Since(w.since)
+	if rest := w.d - w.waited - in; rest > 0 {
+		w.t.Reset(rest)
+		return
+	}
+	if w.got < w.need {
+		w.cancel(w.slow())
+		return
+	}
+	w.window()
+	w.waited = -in // the Read in progress waits from now on in the new window
+	w.t.Reset(w.d)
 }
 
 func (w *watchedBody) Read(p []byte) (int, error) {
-	w.t.Reset(w.d)
+	w.mu.Lock()
+	if w.waited >= w.d {
+		// The last Read used up the window.
+		if w.got < w.need {
+			cause := w.slow()
+			w.mu.Unlock()
+			w.cancel(cause)
+			return 0, stallCause(w.ctx, cause)
+		}
+		w.window()
+	}
+	w.since = time.Now()
+	w.t.Reset(w.d - w.waited)
+	w.mu.Unlock()
+
 	n, err := w.rc.Read(p)
+
+	w.mu.Lock()
 	w.t.Stop()
-	w.got.Add(int64(n))
+	w.waited += time.Since(w.since)
+	w.since = time.Time{}
+	w.got += int64(n)
+	if w.left >= 0 {
+		w.left -= int64(n)
+	}
+	w.mu.Unlock()
+	if w.wire != nil {
+		w.wire.Add(int64(n))
+	}
 	if err != nil && err != io.EOF {
 		err = stallCause(w.ctx, err)
 	}

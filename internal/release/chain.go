@@ -10,7 +10,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/minio/sha256-simd"
 
@@ -51,35 +50,24 @@ type Release struct {
 func (r *Release) ObjectKey() string { return path.Join(r.Channel, r.Manifest.Image.Key) }
 
 // Open completes the chain for a manifest that passed manifest.Verify: it
-// fetches the release's index from src, retrying transient errors and a
-// body that does not hash right, and checks it against the manifest.
-func Open(ctx context.Context, src source.Source, channel string, signed []byte, m *manifest.Manifest, retry fetch.RetryFunc) (*Release, error) {
-	if retry == nil {
-		retry = fetch.DefaultRetry
-	}
+// fetches the release's index from src under g (watched, transient errors
+// retried, an index that does not match the manifest fetched once more, as
+// a byte flipped on the wire heals and a store that holds other bytes
+// fails twice) and checks it against the manifest.
+func Open(ctx context.Context, src source.Source, channel string, signed []byte, m *manifest.Manifest, g fetch.Guard) (*Release, error) {
 	key := path.Join(channel, m.Index.Key)
-	for attempt := 1; ; attempt++ {
-		b, err := get(ctx, src, key, maxIndex)
-		var idx *chunk.Index
-		if err == nil {
-			if idx, err = CheckIndex(b, m); err == nil {
-				return &Release{Source: src, Channel: channel, Signed: signed, Manifest: m, Index: idx}, nil
-			}
-			err = fmt.Errorf("%s: %w", key, err)
+	var idx *chunk.Index
+	_, _, err := fetch.Get(ctx, src, key, "", maxIndex, g, func(b []byte) error {
+		var err error
+		if idx, err = CheckIndex(b, m); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
 		}
-		if errors.Is(err, source.ErrNotFound) || errors.Is(err, chunk.ErrMalformed) || ctx.Err() != nil {
-			return nil, err
-		}
-		wait, again := retry(attempt, err)
-		if !again {
-			return nil, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return &Release{Source: src, Channel: channel, Signed: signed, Manifest: m, Index: idx}, nil
 }
 
 // CheckIndex is the chain's second link: the index's bytes hash to the
@@ -217,7 +205,7 @@ func OpenDir(ctx context.Context, dir string) (*Release, image.Slot, error) {
 		return nil, image.Slot{}, fmt.Errorf("release %s: %w: slot.img is %s (serial %d), the manifest %s (serial %d)",
 			dir, refusal.ErrMismatch, slot.Version, slot.Serial, m.Version, m.Serial)
 	}
-	r, err := Open(ctx, src, m.Channel, signed, m, fetch.Backoff(1, 0, 0))
+	r, err := Open(ctx, src, m.Channel, signed, m, fetch.Guard{Retry: fetch.Backoff(1, 0, 0)})
 	if err != nil {
 		return nil, image.Slot{}, fmt.Errorf("release %s: %w", dir, err)
 	}
