@@ -166,6 +166,9 @@ func Load(ctx context.Context, dir string) (*Bundle, error) {
 	}
 	b := &Bundle{Dir: dir}
 	for name := range p.Volumes {
+		if err := unitValue("volumes", name); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrRefused, ComposeFile, err)
+		}
 		b.Volumes = append(b.Volumes, name)
 	}
 	sort.Strings(b.Volumes)
@@ -264,6 +267,9 @@ func convert(dir string, c types.ServiceConfig, volumes []string) (Service, erro
 		if p.Mode != "" && p.Mode != "ingress" {
 			return s, fmt.Errorf("ports: mode %s is not supported", p.Mode)
 		}
+		if err := unitValue("ports", p.HostIP+":"+p.Published+"/"+p.Protocol); err != nil {
+			return s, err
+		}
 		s.Ports = append(s.Ports, Port{HostIP: p.HostIP, Published: p.Published, Target: p.Target, Protocol: p.Protocol})
 	}
 	for _, v := range c.Volumes {
@@ -272,6 +278,9 @@ func convert(dir string, c types.ServiceConfig, volumes []string) (Service, erro
 		}
 		if !slices.Contains(volumes, v.Source) {
 			return s, fmt.Errorf("volumes: volume %s is not declared under the top-level volumes", v.Source)
+		}
+		if err := unitValue("volumes", v.Target); err != nil {
+			return s, err
 		}
 		s.Mounts = append(s.Mounts, Mount{Volume: v.Source, Target: v.Target, ReadOnly: v.ReadOnly})
 	}
@@ -297,6 +306,9 @@ func convert(dir string, c types.ServiceConfig, volumes []string) (Service, erro
 			s.Health.Test = test
 		case "CMD-SHELL":
 			s.Health.Shell = strings.Join(test, " ")
+			if err := unitValue("healthcheck.test", s.Health.Shell); err != nil {
+				return s, err
+			}
 		default:
 			return s, fmt.Errorf("healthcheck: test must start with CMD or CMD-SHELL")
 		}
@@ -328,8 +340,21 @@ func convert(dir string, c types.ServiceConfig, volumes []string) (Service, erro
 	}
 	s.ReadOnly = c.ReadOnly
 	s.CapDrop = c.CapDrop
+	for _, c := range s.CapDrop {
+		if err := unitValue("cap_drop", c); err != nil {
+			return s, err
+		}
+	}
 	if s.User, err = literal("user", c.User); err != nil {
 		return s, err
+	}
+	if err := unitValue("user", s.User); err != nil {
+		return s, err
+	}
+	if len(s.Entrypoint) == 1 {
+		if err := unitValue("entrypoint", s.Entrypoint[0]); err != nil {
+			return s, err
+		}
 	}
 	for k, v := range c.Labels {
 		if s.Labels[k], err = literal("labels."+k, v); err != nil {
@@ -337,6 +362,19 @@ func convert(dir string, c types.ServiceConfig, volumes []string) (Service, erro
 		}
 	}
 	return s, nil
+}
+
+// unitValue refuses what the line of a Quadlet key cannot hold as it is
+// written there: a line break would start a key of the compose file's
+// making, a trailing backslash would join the next line to it.
+func unitValue(key, v string) error {
+	if strings.ContainsAny(v, "\n\r") {
+		return fmt.Errorf("%s: %q has a line break, which a Quadlet unit cannot carry", key, v)
+	}
+	if strings.HasSuffix(v, `\`) {
+		return fmt.Errorf("%s: %q ends in a backslash, which would join the next line of the Quadlet unit to it", key, v)
+	}
+	return nil
 }
 
 // literals applies literal to each word.

@@ -91,6 +91,12 @@ func TestRefused(t *testing.T) {
 		{"bad template", "services:\n  web:\n    image: a\n    environment: {A: \"${1x}\"}\n", nil, "${1x} is not ${NAME}"},
 		{"host interpolation", "services:\n  web:\n    image: a\n    command: [echo, \"$HOME\"]\n", nil, "service web: command: \"$H...\" would be filled in from the build host"},
 		{"no image", "services:\n  web:\n    command: [x]\n", nil, "service web: needs image or build"},
+		{"line break in a unit value", "services:\n  web:\n    image: a\n    user: \"1\\nExecStartPre=/bin/false\"\n", nil,
+			"service web: user: \"1\\nExecStartPre=/bin/false\" has a line break"},
+		{"backslash ending a unit value", "services:\n  web:\n    image: a\n    cap_drop: [\"ALL\\\\\"]\n", nil, "service web: cap_drop: \"ALL\\\\\" ends in a backslash"},
+		{"line break in the environment", "services:\n  web:\n    image: a\n    environment: {A: \"x\\nB=y\"}\n", nil, "environment: A: the value has a line break"},
+		{"white space ending a value", "services:\n  web:\n    image: a\n    environment: {A: \"x \"}\n", nil, "environment: A: the value ends in white space"},
+		{"bad variable name", "services:\n  web:\n    image: a\n    environment: {\"1B\": y}\n", nil, "environment: \"1B\" is not a variable name"},
 		{"bad name", "services:\n  Web:\n    image: a\n", nil, "service Web: name must be lower case"},
 		{"missing Dockerfile", "services:\n  web:\n    build: ./web\n", map[string]string{"web/README": "x"}, "service web: build: no Dockerfile"},
 	} {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"unicode"
 
 	"github.com/twinroot/twinroot/internal/atomicfile"
 	"github.com/twinroot/twinroot/internal/refusal"
@@ -50,12 +51,22 @@ func parseEnv(b []byte, from string) ([]EnvLine, error) {
 	return lines, sc.Err()
 }
 
-// checkTemplate checks every ${...} reference of a template and returns the
-// secrets it names.
+// checkTemplate checks that every line of a template reads back from the
+// env file as it is (Template writes one KEY=VALUE line each, which parseEnv
+// reads back trimmed) and every ${...} reference, and returns the secrets
+// it names.
 func checkTemplate(env []EnvLine) ([]string, error) {
 	var secrets []string
 	seen := map[string]bool{}
 	for _, l := range env {
+		switch {
+		case !keyRE.MatchString(l.Key):
+			return nil, fmt.Errorf("%s: %q is not a variable name (letters, digits and _, not starting with a digit)", l.From, l.Key)
+		case strings.ContainsAny(l.Value, "\n\r"):
+			return nil, fmt.Errorf("%s: %s: the value has a line break, which an env file cannot carry", l.From, l.Key)
+		case strings.TrimRightFunc(l.Value, unicode.IsSpace) != l.Value:
+			return nil, fmt.Errorf("%s: %s: the value ends in white space, which an env file cannot carry", l.From, l.Key)
+		}
 		for _, m := range refRE.FindAllStringSubmatch(l.Value, -1) {
 			switch {
 			case m[0] == "$$":
