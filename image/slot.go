@@ -4,8 +4,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -44,12 +46,17 @@ func Probe(r io.ReaderAt, off int64) (Info, error) {
 	if major := binary.LittleEndian.Uint16(sb[28:]); major != 4 {
 		return Info{}, fmt.Errorf("%w: squashfs version %d, want 4", ErrNotSquashfs, major)
 	}
-	used := int64(binary.LittleEndian.Uint64(sb[40:]))
+	// bytes_used comes off the disk: less than a superblock is no image,
+	// and one too large to round up to 4 KiB came out a negative size.
+	used := binary.LittleEndian.Uint64(sb[40:])
+	if used < superblockSize || used > math.MaxInt64-4095 {
+		return Info{}, fmt.Errorf("%w: bytes_used %d is no image size", ErrNotSquashfs, used)
+	}
 	comp, ok := compressions[binary.LittleEndian.Uint16(sb[20:])]
 	if !ok {
 		comp = fmt.Sprintf("unknown(%d)", binary.LittleEndian.Uint16(sb[20:]))
 	}
-	return Info{Size: (used + 4095) / 4096 * 4096, Compression: comp}, nil
+	return Info{Size: int64(used+4095) / 4096 * 4096, Compression: comp}, nil
 }
 
 // Open opens a slot image: a raw squashfs file, or a build output directory
@@ -89,8 +96,19 @@ func Open(path string) (*os.File, Info, error) {
 // for callers that need several files of one image.
 type Files struct{ fs *squashfs.FileSystem }
 
+// recoverDamaged turns a panic of go-diskfs into an error. Its squashfs
+// reader trusts the tables it reads and panics on damaged ones (an index or
+// a slice out of range); a slot holds any bytes after a cut write or a
+// failing disk, and reading it must not take the updater down.
+func recoverDamaged(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%w: damaged squashfs: %v", ErrNotSquashfs, r)
+	}
+}
+
 // OpenFiles reads the squashfs image at [off, off+size) of r.
-func OpenFiles(r *os.File, off, size int64) (*Files, error) {
+func OpenFiles(r *os.File, off, size int64) (_ *Files, err error) {
+	defer recoverDamaged(&err)
 	fs, err := squashfs.Read(file.New(r, true), size, off, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read squashfs: %w", err)
@@ -99,7 +117,8 @@ func OpenFiles(r *os.File, off, size int64) (*Files, error) {
 }
 
 // ReadFile reads one file of the image.
-func (f *Files) ReadFile(name string) ([]byte, error) {
+func (f *Files) ReadFile(name string) (_ []byte, err error) {
+	defer recoverDamaged(&err)
 	// go-diskfs wants paths relative to the root.
 	fh, err := f.fs.OpenFile(strings.TrimPrefix(name, "/"), os.O_RDONLY)
 	if err != nil {
@@ -110,18 +129,21 @@ func (f *Files) ReadFile(name string) ([]byte, error) {
 }
 
 // Has reports whether the image holds name (a file or a directory).
-func (f *Files) Has(name string) bool {
+func (f *Files) Has(name string) bool { return f.open(name) == nil }
+
+func (f *Files) open(name string) (err error) {
+	defer recoverDamaged(&err)
 	fh, err := f.fs.OpenFile(strings.TrimPrefix(name, "/"), os.O_RDONLY)
 	if err != nil {
-		return false
+		return err
 	}
-	fh.Close()
-	return true
+	return fh.Close()
 }
 
 // DirFiles reads every regular file of one directory, by name; a missing
 // directory gives an empty map.
-func (f *Files) DirFiles(dir string) (map[string][]byte, error) {
+func (f *Files) DirFiles(dir string) (_ map[string][]byte, err error) {
+	defer recoverDamaged(&err)
 	rel := strings.Trim(dir, "/")
 	ents, err := f.fs.ReadDir(rel)
 	if err != nil {
@@ -201,6 +223,7 @@ func ReadSlot(r *os.File, off, limit int64) (Slot, error) {
 	if s.Trusted, err = keys.ParseTrusted(TrustedDir, pubs); err != nil {
 		return Slot{}, err
 	}
-	s.Keys = s.Trusted.IDs()
+	// The ring is in file name order; the IDs are shown sorted.
+	s.Keys = slices.Sorted(slices.Values(s.Trusted.IDs()))
 	return s, nil
 }
