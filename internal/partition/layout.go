@@ -1,6 +1,7 @@
 package partition
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"io/fs"
@@ -188,6 +189,9 @@ func Read(f *os.File) (Layout, error) {
 	if err != nil {
 		return Layout{}, err
 	}
+	if err := checkGPTHeaders(f, size); err != nil {
+		return Layout{}, fmt.Errorf("%w: %s: %v", ErrNotTwinroot, f.Name(), err)
+	}
 	t, err := gpt.Read(readOnly{f}, SectorSize, SectorSize)
 	if err != nil {
 		return Layout{}, fmt.Errorf("%w: %s has no readable GPT: %v", ErrNotTwinroot, f.Name(), err)
@@ -203,13 +207,52 @@ func Read(f *os.File) (Layout, error) {
 		if n >= len(want) || p.Name != want[n] {
 			return Layout{}, fmt.Errorf("%w: %s partition %d is %q", ErrNotTwinroot, f.Name(), p.Index, p.Name)
 		}
+		// go-diskfs checks the table's CRCs, not where it puts the
+		// partitions; the slots are written where the table says.
+		if p.End < p.Start || p.End >= uint64(size/SectorSize) {
+			return Layout{}, fmt.Errorf("%w: %s partition %d (%s) runs from sector %d to %d, outside the disk", ErrNotTwinroot, f.Name(), p.Index, p.Name, p.Start, p.End)
+		}
 		*dst[p.Name] = Part{Number: p.Index, Label: p.Name, Start: int64(p.Start) * SectorSize, Size: int64(p.End-p.Start+1) * SectorSize}
 		n++
 	}
 	if n != len(want) {
 		return Layout{}, fmt.Errorf("%w: %s has %d of the %d twinroot partitions", ErrNotTwinroot, f.Name(), n, len(want))
 	}
+	parts := l.Parts()
+	for i := 1; i < len(parts); i++ {
+		if a, b := parts[i-1], parts[i]; a.End() > b.Start {
+			return Layout{}, fmt.Errorf("%w: %s partition %d (%s) overlaps partition %d (%s)", ErrNotTwinroot, f.Name(), a.Number, a.Label, b.Number, b.Label)
+		}
+	}
 	return l, nil
+}
+
+// maxEntryArray bounds the partition entry array of a GPT read off a disk.
+// Tables hold 128 entries of 128 bytes (16 KiB); go-diskfs allocates what
+// the header says before it reads, and a damaged header (its CRC right)
+// made it ask for terabytes: a fatal out-of-memory, not an error.
+const maxEntryArray = 1 * MiB
+
+// checkGPTHeaders refuses a primary or backup GPT header whose entry array
+// go-diskfs cannot read safely.
+func checkGPTHeaders(r io.ReaderAt, size int64) error {
+	for _, lba := range []int64{1, size/SectorSize - 1} {
+		h := make([]byte, SectorSize)
+		if lba < 1 || size < (lba+1)*SectorSize {
+			continue
+		}
+		if _, err := r.ReadAt(h, lba*SectorSize); err != nil {
+			return fmt.Errorf("read GPT header at sector %d: %w", lba, err)
+		}
+		if string(h[:8]) != "EFI PART" {
+			continue
+		}
+		n, esize := uint64(binary.LittleEndian.Uint32(h[80:])), uint64(binary.LittleEndian.Uint32(h[84:]))
+		if n*esize > maxEntryArray {
+			return fmt.Errorf("GPT header at sector %d has %d entries of %d bytes", lba, n, esize)
+		}
+	}
+	return nil
 }
 
 // HasData reports whether f holds a twinroot data partition.
