@@ -1,0 +1,31 @@
+// Command reliability is `make reliability`: the reliability campaign, run
+// on this machine, written up as docs/reliability.md. The campaign is a list
+// of parts, each a kind of trial that gives a section of rows: a figure, and
+// the command that reproduces it. A failed trial is a row marked failed;
+// the program carries on with the others and exits 1 at the end.
+//
+// The parts:
+//
+//   - fuzz: every fuzz target of the module, found with
+//     `go test -list '^Fuzz' ./...` (so a new one joins by being written),
+//     run alone for -fuzz-execs executions (10 million) with
+//     `go test -run '^$' -fuzz '^Name$' -fuzztime <N>x`, from its seed corpus
+//     in the package's testdata/fuzz/<Name>/ and what the fuzzing engine kept
+//     in the Go build cache from earlier runs. A target that fails leaves its
+//     input in testdata/fuzz/<Name>/, where go test runs it from then on: a
+//     regression test once committed. The short form of this part is plain
+//     go test, which runs every seed corpus as ordinary tests.
+//
+// Power cuts, store faults, disk faults, the clock and the watchdog join the
+// list as further parts.
+//
+// The report heads with the date, the commit, the machine (CPU, cores,
+// memory, kernel, Go) and the command that made it; a run with fewer
+// executions than the campaign's, or with -short, says at its top that it
+// is a short run. Nothing here is a time limit.
+//
+//	go run ./bench/reliability                      # the campaign: docs/reliability.md, progress on stderr
+//	go run ./bench/reliability -fuzz-execs 20000    # a short run of the same
+//	go run ./bench/reliability -short -report ''    # the quick form, the report on stdout only
+//	go run ./bench/reliability -o json              # the figures for machines
+package main

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Report is one run of the campaign.
+type Report struct {
+	Date     time.Time `json:"date"`
+	Commit   string    `json:"commit"`  // git describe of the tree the run was made on
+	Command  string    `json:"command"` // what reproduces the whole report
+	Machine  Machine   `json:"machine"`
+	Duration Seconds   `json:"duration_s"`
+	// Short says the run is not the campaign's: -short, or fewer
+	// executions than the campaign asks for. Why says what made it short.
+	Short    bool      `json:"short"`
+	Why      string    `json:"short_because,omitempty"`
+	Sections []Section `json:"parts"`
+}
+
+// Machine is what the run ran on.
+type Machine struct {
+	CPU    string `json:"cpu"`
+	Cores  int    `json:"cores"`
+	Memory string `json:"memory"`
+	Kernel string `json:"kernel"`
+	Go     string `json:"go"`
+}
+
+// Section is what one part of the campaign found.
+type Section struct {
+	Part     string   `json:"part"`
+	Title    string   `json:"title"`
+	About    string   `json:"about"` // what was done, what the columns mean
+	Columns  []string `json:"columns"`
+	Rows     []Row    `json:"rows"`
+	Duration Seconds  `json:"duration_s"`
+}
+
+// Row is one trial: its figures, in the section's columns, and the command
+// that reproduces them.
+type Row struct {
+	Cells   []string `json:"cells"`
+	Command string   `json:"command"`
+	Failed  bool     `json:"failed"`
+	// Detail says what failed and where its input was kept.
+	Detail string `json:"detail,omitempty"`
+}
+
+// Seconds is a duration written in JSON as seconds.
+type Seconds float64
+
+func (s Seconds) String() string {
+	return time.Duration(float64(s) * float64(time.Second)).Round(time.Second).String()
+}
+
+// Failures counts the failed rows of every section.
+func (r Report) Failures() int {
+	n := 0
+	for _, s := range r.Sections {
+		for _, row := range s.Rows {
+			if row.Failed {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// writeMarkdown writes the report as docs/reliability.md holds it.
+func writeMarkdown(w io.Writer, r Report) error {
+	var b strings.Builder
+	b.WriteString("# Reliability campaign\n\n")
+	if r.Short {
+		fmt.Fprintf(&b, "> **Short run** (%s): not the campaign's figures. `make reliability` makes those.\n\n", r.Why)
+	}
+	fmt.Fprintf(&b, "Made by `%s` on %s, commit %s, in %s.\n\n", r.Command, r.Date.UTC().Format("2006-01-02 15:04 MST"), r.Commit, r.Duration)
+	m := r.Machine
+	fmt.Fprintf(&b, "Machine: %s, %d cores, %s of memory; Linux %s; %s.\n", m.CPU, m.Cores, m.Memory, m.Kernel, m.Go)
+	failed := r.Failures()
+	if failed == 0 {
+		b.WriteString("\nEvery trial passed.\n")
+	} else {
+		fmt.Fprintf(&b, "\n**%d trial(s) failed**; each is listed under its table.\n", failed)
+	}
+	for _, s := range r.Sections {
+		fmt.Fprintf(&b, "\n## %s\n\n%s\n\n", s.Title, s.About)
+		b.WriteString("|")
+		for _, c := range append(append([]string(nil), s.Columns...), "result", "reproduce") {
+			b.WriteString(" " + c + " |")
+		}
+		b.WriteString("\n|")
+		for range len(s.Columns) + 2 {
+			b.WriteString("---|")
+		}
+		b.WriteString("\n")
+		var failures []Row
+		for _, row := range s.Rows {
+			b.WriteString("|")
+			for _, c := range row.Cells {
+				b.WriteString(" " + cell(c) + " |")
+			}
+			result := "ok"
+			if row.Failed {
+				result = "**FAILED**"
+				failures = append(failures, row)
+			}
+			fmt.Fprintf(&b, " %s | `%s` |\n", result, cell(row.Command))
+		}
+		fmt.Fprintf(&b, "\n%d trial(s) in %s", len(s.Rows), s.Duration)
+		if len(failures) > 0 {
+			fmt.Fprintf(&b, ", %d failed:\n\n", len(failures))
+			for _, f := range failures {
+				fmt.Fprintf(&b, "- %s: %s\n", strings.Join(f.Cells[:min(2, len(f.Cells))], " "), f.Detail)
+			}
+		} else {
+			b.WriteString(".\n")
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// cell keeps a value inside its table cell.
+func cell(s string) string {
+	return strings.NewReplacer("|", `\|`, "\n", " ").Replace(s)
+}
