@@ -31,7 +31,7 @@ func newBootSeries(t *testing.T, name string, fw qemu.Firmware, disk, endpoint s
 	}
 	t.Cleanup(func() { fwd.Close() })
 	return &bootSeries{t: t, name: name, timeout: timeout, cfg: qemu.Config{Firmware: fw,
-		Drives: []qemu.Drive{{Path: disk}}, NoReboot: true,
+		Drives: []qemu.Drive{{Path: disk}}, NoReboot: true, ExtraArgs: watchdogArgs,
 		NetDev: "user,id=n,restrict=on," + fwd.GuestFwd(lab.GuestStore)}}
 }
 

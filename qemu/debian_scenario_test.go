@@ -167,8 +167,13 @@ func debianScenario(t *testing.T, l *lab.Lab, s3 *s3test.Server, fw qemu.Firmwar
 	reportDelta(t, release(t, v1), release(t, v2), fetched)
 	nextBoot()
 	dexpect(t, vm, `twinroot: booting slot b \(trial`)
+	dexpect(t, vm, `twinroot-initramfs: watchdog armed`)
 	g = login(t, vm)
-	g.updaterBoot(t, `twinroot: committed: slot b passed its health check`)
+	// systemd took the watchdog over from the initramfs and feeds it.
+	g.updaterBoot(t, `msg="watchdog held by PID 1, which feeds it"`, `twinroot: committed: slot b passed its health check`)
+	if st := strings.TrimSpace(lastLine(g.run(t, "cat /sys/class/watchdog/watchdog0/state"))); st != "active" {
+		t.Errorf("watchdog0 is %q after the trial's commit, want active (fed by systemd)", st)
+	}
 	services = g.waitHealthy(t, ids[v2.version])
 	step("v2 committed after its services were healthy: %s", describeServices(services))
 	g.wantStatus(t, "b", "b", slotWant{bootstate.OK, v1.version}, slotWant{bootstate.OK, v2.version})

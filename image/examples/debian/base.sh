@@ -57,7 +57,33 @@ in_root depmod -a "$release"
 # script mounts, and the script itself.
 install -m 0755 "$hook" "$root/etc/initramfs-tools/scripts/local-bottom/twinroot-data"
 printf '%s\n' '# twinroot: mounted by scripts/local-bottom/twinroot-data' overlay ext4 squashfs \
+	'# twinroot: watchdogs armed by scripts/init-premount/twinroot-watchdog' i6300esb iTCO_wdt \
 	>"$root/etc/initramfs-tools/modules"
+# A trial boot (GRUB passes twinroot.trial=1) arms the watchdog as soon as
+# its driver is loaded: opened and closed without the magic 'V', it runs on
+# with the driver's timeout (30 s for both) until systemd takes it over
+# (RuntimeWatchdogSec in system.conf.d/twinroot.conf). A trial that hangs
+# before that, or whose root never mounts, is reset and GRUB falls back.
+cat >"$root/etc/initramfs-tools/scripts/init-premount/twinroot-watchdog" <<'WATCHDOG'
+#!/bin/sh
+PREREQ=""
+prereqs() { echo "$PREREQ"; }
+case "$1" in
+prereqs)
+	prereqs
+	exit 0
+	;;
+esac
+for arg in $(cat /proc/cmdline); do
+	[ "$arg" = twinroot.trial=1 ] || continue
+	if [ -c /dev/watchdog ] && printf . >/dev/watchdog; then
+		echo "twinroot-initramfs: watchdog armed"
+	else
+		echo "twinroot-initramfs: no watchdog: a trial that hangs stays hung"
+	fi
+done
+WATCHDOG
+chmod 0755 "$root/etc/initramfs-tools/scripts/init-premount/twinroot-watchdog"
 # MODULES=most also carries every Ethernet driver (for a network root) and
 # udev's 13 MB hwdb: a twinroot root is on a local disk, and the disk is
 # found by its partition label without the hwdb. Hooks in /etc run after
