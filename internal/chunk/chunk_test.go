@@ -17,6 +17,8 @@ import (
 	"github.com/restic/chunker"
 
 	"github.com/twinroot/twinroot/internal/testroot"
+
+	"github.com/twinroot/twinroot/internal/testfuzz"
 )
 
 // mixed returns n deterministic bytes: stretches of random bytes, of
@@ -349,8 +351,8 @@ func FuzzDecodeChunk(f *testing.F) {
 		f.Fatal(err)
 	}
 	c := idx.Chunks[0]
-	f.Add(zst.Bytes()[:c.CompressedLength])
-	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd})
+	testfuzz.Add(f, "first-chunk", zst.Bytes()[:c.CompressedLength])
+	testfuzz.Add(f, "zstd-magic", []byte{0x28, 0xb5, 0x2f, 0xfd})
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		c := c
 		c.CompressedLength = int64(len(frame))

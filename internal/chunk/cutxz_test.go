@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/twinroot/twinroot/internal/testfuzz"
 )
 
 // xzBlock returns n random bytes from r that start with an xz stream
@@ -184,9 +186,9 @@ func TestCutXZInIndex(t *testing.T) {
 func FuzzCutXZ(f *testing.F) {
 	p := Params{Polynomial: Polynomial, MinSize: 1 << 10, MaxSize: 4 << 10, AverageBits: 10, CutXZ: true}
 	img, _ := xzBlocks(rand.New(rand.NewPCG(27, 0)), []int{500, 1500, 3000, 5000, 800, 2000})
-	f.Add(img)
-	f.Add(bytes.Repeat(xzMagic, 2000))
-	f.Add([]byte{})
+	testfuzz.Add(f, "xz-blocks", img)
+	testfuzz.Add(f, "xz-magic-repeated", bytes.Repeat(xzMagic, 2000))
+	testfuzz.Add(f, "empty", []byte{})
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		var scanned []Chunk
 		if err := Scan(context.Background(), bytes.NewReader(raw), p, func(c Chunk) error {

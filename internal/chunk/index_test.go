@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/twinroot/twinroot/internal/testfuzz"
 )
 
 // smallIndex is a marshalled index of 40 made-up chunks: cheap enough for
@@ -101,10 +103,10 @@ func TestMarshalRefusesWhatParseRefuses(t *testing.T) {
 // index).
 func FuzzParseIndex(f *testing.F) {
 	good := smallIndex(f)
-	f.Add(good)
-	f.Add(good[:headerSize])
-	f.Add(good[:headerSize+entrySize])
-	f.Add([]byte("TWRINDEX"))
+	testfuzz.Add(f, "index", good)
+	testfuzz.Add(f, "header-only", good[:headerSize])
+	testfuzz.Add(f, "one-entry", good[:headerSize+entrySize])
+	testfuzz.Add(f, "magic-only", []byte("TWRINDEX"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		idx, err := ParseIndex(b)
 		if err != nil {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/twinroot/twinroot/internal/testfuzz"
 )
 
 // FuzzParse: device.yaml is written by hand, by provisioning scripts and by
@@ -12,12 +14,12 @@ import (
 // configs within the documented ranges, must report errors one per line,
 // and must never show a secret it accepted.
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{
+	for i, s := range []string{
 		full, "", "source: s3://b\n", "source: [a]\n", "a: &x [1]\nb: *x\n", "<<: {source: s3://b}\n",
 		"source: s3://b\nhealth: {units: [*a]}\n", "source: s3://b\ncredentials: {access_key_id: a, secret_access_key: bbbbbbbbbbbb}\n",
 		"check_interval: \"1h\\n2\"\n", "--- !!map\n? source\n: s3://b\n",
 	} {
-		f.Add([]byte(s))
+		testfuzz.Add(f, fmt.Sprintf("config-%d", i), []byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data)

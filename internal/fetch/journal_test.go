@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/twinroot/twinroot/internal/testfuzz"
 )
 
 func TestFileJournal(t *testing.T) {
@@ -83,8 +85,8 @@ func FuzzParseState(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(b)
-	f.Add([]byte(`{"format":1}`))
+	testfuzz.Add(f, "journal", b)
+	testfuzz.Add(f, "format-only", []byte(`{"format":1}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := parseState(b)
 		if err != nil {

@@ -3,6 +3,7 @@ package grub
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/twinroot/twinroot/internal/testfuzz"
 )
 
 func grubEditenv(t *testing.T, args ...string) string {
@@ -155,11 +158,11 @@ func TestEnvErrors(t *testing.T) {
 }
 
 func FuzzDecodeEnv(f *testing.F) {
-	for _, env := range envCases {
+	for i, env := range envCases {
 		b, _ := EncodeEnv(env)
-		f.Add(b)
+		testfuzz.Add(f, fmt.Sprintf("env-%d", i), b)
 	}
-	f.Add([]byte("# GRUB Environment Block\na\\\n=b\\\\\n#x\nc=d\n"))
+	testfuzz.Add(f, "escapes", []byte("# GRUB Environment Block\na\\\n=b\\\\\n#x\nc=d\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		env, err := DecodeEnv(b)
 		loaded, lerr := loadEnv(b)

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/twinroot/twinroot/internal/testfuzz"
 )
 
 func testKey(t *testing.T, b byte) *PrivateKey {
@@ -189,9 +191,9 @@ func FuzzParsePublic(f *testing.F) {
 	k, _ := FromSeed(bytes.Repeat([]byte{7}, 32))
 	pub, _ := k.Public().MarshalText()
 	priv, _ := k.MarshalText()
-	f.Add(pub)
-	f.Add(priv)
-	f.Add([]byte("-----BEGIN TWINROOT PUBLIC KEY-----\n\n-----END TWINROOT PUBLIC KEY-----\n"))
+	testfuzz.Add(f, "public", pub)
+	testfuzz.Add(f, "private", priv)
+	testfuzz.Add(f, "empty-block", []byte("-----BEGIN TWINROOT PUBLIC KEY-----\n\n-----END TWINROOT PUBLIC KEY-----\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if k, err := ParsePublic(b); err == nil {
 			if k.ID != ID(k.Key) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -19,11 +20,11 @@ import (
 func FuzzVerify(f *testing.F) {
 	k := key(f, 1)
 	good := sign(f, release(), k)
-	f.Add(good)
-	f.Add(sign(f, release(), k, key(f, 2)))
-	f.Add(signRaw(f, []byte(`{"schema":1}`), k))
-	f.Add([]byte(`{"manifest":"e30=","signatures":[{"key_id":"0123456789abcdef","sig":""}]}`))
-	f.Add(bytes.Replace(good, []byte(`"manifest"`), []byte(`"Manifest"`), 1))
+	testfuzz.Add(f, "signed", good)
+	testfuzz.Add(f, "signed-twice", sign(f, release(), k, key(f, 2)))
+	testfuzz.Add(f, "signed-incomplete", signRaw(f, []byte(`{"schema":1}`), k))
+	testfuzz.Add(f, "empty-sig", []byte(`{"manifest":"e30=","signatures":[{"key_id":"0123456789abcdef","sig":""}]}`))
+	testfuzz.Add(f, "upper-case-key", bytes.Replace(good, []byte(`"manifest"`), []byte(`"Manifest"`), 1))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p := policy(t)
 		m, err := Verify(b, p)
@@ -47,11 +48,11 @@ func FuzzVerify(f *testing.F) {
 // bytes, signed by a trusted key, as well formed.
 func FuzzParse(f *testing.F) {
 	k := key(f, 1)
-	f.Add(marshal(f, release()))
-	f.Add([]byte(`{"schema":1,"serial":1}`))
-	f.Add([]byte(`{"schema":1,"schema":1}`))
-	f.Add([]byte(`{"schema":2}`))
-	f.Add([]byte(`[{"a":[{"b":{}}]}]`))
+	testfuzz.Add(f, "release", marshal(f, release()))
+	testfuzz.Add(f, "incomplete", []byte(`{"schema":1,"serial":1}`))
+	testfuzz.Add(f, "duplicate-key", []byte(`{"schema":1,"schema":1}`))
+	testfuzz.Add(f, "schema-2", []byte(`{"schema":2}`))
+	testfuzz.Add(f, "nested", []byte(`[{"a":[{"b":{}}]}]`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Parse(b)
 		if err != nil {
@@ -76,8 +77,8 @@ func FuzzParse(f *testing.F) {
 // FuzzParseVersion checks the hand-written semver parser against
 // golang.org/x/mod/semver (which wants a "v" and also takes "v1.2").
 func FuzzParseVersion(f *testing.F) {
-	for _, s := range []string{"1.4.0", "1.0.0-rc.1+build.5", "01.0.0", "1.0", "1.0.0-01", "1.0.0-a..b"} {
-		f.Add(s, "1.0.0")
+	for i, s := range []string{"1.4.0", "1.0.0-rc.1+build.5", "01.0.0", "1.0", "1.0.0-01", "1.0.0-a..b"} {
+		testfuzz.Add(f, fmt.Sprintf("version-%d", i), s, "1.0.0")
 	}
 	f.Fuzz(func(t *testing.T, a, b string) {
 		va, err := ParseVersion(a)

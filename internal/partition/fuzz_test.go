@@ -37,7 +37,9 @@ func FuzzRead(f *testing.F) {
 	if err := Write(disk, l); err != nil {
 		f.Fatal(err)
 	}
-	seed := make([]byte, gptSectors*SectorSize)
+	// The MBR, the header and the first entries: the rest of the table is
+	// zeros, as a shorter input is padded.
+	seed := make([]byte, 4*SectorSize)
 	if _, err := disk.ReadAt(seed, 0); err != nil {
 		f.Fatal(err)
 	}
@@ -51,7 +53,7 @@ func FuzzRead(f *testing.F) {
 	// The data partition ends past the disk.
 	binary.LittleEndian.PutUint64(past[2*SectorSize+4*128+40:], uint64(size/SectorSize+100))
 	testfuzz.Add(f, "data-past-the-end", past, true)
-	testfuzz.Add(f, "blank", make([]byte, gptSectors*SectorSize), false)
+	testfuzz.Add(f, "blank", []byte{}, false)
 	// Found by this target: go-diskfs allocated 2^47 bytes for it.
 	huge := append([]byte(nil), seed...)
 	binary.LittleEndian.PutUint32(huge[SectorSize+80:], 1<<31)
