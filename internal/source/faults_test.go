@@ -72,8 +72,9 @@ func TestS3Faults(t *testing.T) {
 			// default of 3 waits up to 2 s, then 4 s, between them).
 			always(faultproxy.Fault{Mode: faultproxy.Status503})
 			before := proxy.Counts().Requests
-			if _, err := src.GetRange(ctx, "k", 0, 10); err == nil {
-				t.Fatal("GetRange answered 503 succeeded")
+			_, err = src.GetRange(ctx, "k", 0, 10)
+			if err == nil || !strings.HasSuffix(err.Error(), ": server answered 503 SlowDown: Please reduce your request rate.") {
+				t.Errorf("GetRange answered 503 = %v, want the server's words", err)
 			}
 			if got := proxy.Counts().Requests - before; got != 1 {
 				t.Errorf("MaxAttempts 1: %d requests for one answered 503, want 1", got)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -106,16 +107,8 @@ func (s *s3Store) s3Error(op, key string, err error) error {
 	}
 	var respErr *smithyhttp.ResponseError
 	if errors.As(err, &respErr) {
-		switch respErr.HTTPStatusCode() {
-		case http.StatusUnauthorized, http.StatusForbidden:
-			// The SDK's own words say which refusal it was (a bad key, a
-			// bad signature, a clock off, a policy); err stays in the
-			// chain, so a skew the SDK marked retryable still says so.
-			why := http.StatusText(respErr.HTTPStatusCode())
-			if apiErr != nil {
-				why = apiErr.ErrorCode() + ": " + apiErr.ErrorMessage()
-			}
-			return &deniedError{msg: fmt.Sprintf("%s %s: %v (%d %s)", op, s.url(key), ErrDenied, respErr.HTTPStatusCode(), why), err: err}
+		code := respErr.HTTPStatusCode()
+		switch code {
 		case http.StatusNotModified:
 			return fmt.Errorf("%s %s: %w", op, s.url(key), ErrNotModified)
 		case http.StatusNotFound:
@@ -125,20 +118,36 @@ func (s *s3Store) s3Error(op, key string, err error) error {
 		case http.StatusRequestedRangeNotSatisfiable:
 			return fmt.Errorf("%s %s: %w", op, s.url(key), ErrRange)
 		}
+		// The server's own words say what it was (for a 403: a bad key,
+		// a bad signature, a clock off, a policy). The SDK's error stays
+		// in the chain but not in the message, which would repeat the
+		// operation, the attempts and the request id: its status, and
+		// whether it marked the error retryable (a clock skew it corrects
+		// for the next request), still count.
+		answer := strconv.Itoa(code) + " " + http.StatusText(code)
+		if apiErr != nil {
+			answer = strconv.Itoa(code) + " " + apiErr.ErrorCode()
+			if m := apiErr.ErrorMessage(); m != "" {
+				answer += ": " + m
+			}
+		}
+		if code == http.StatusUnauthorized || code == http.StatusForbidden {
+			return &answerError{msg: fmt.Sprintf("%s %s: %v (%s)", op, s.url(key), ErrDenied, answer), errs: []error{ErrDenied, err}}
+		}
+		return &answerError{msg: fmt.Sprintf("%s %s: server answered %s", op, s.url(key), answer), errs: []error{err}}
 	}
 	return fmt.Errorf("%s %s: %w", op, s.url(key), err)
 }
 
-// deniedError is ErrDenied with the SDK's error kept in the chain but not
-// in the message, which would repeat the operation, the request id and
-// the status.
-type deniedError struct {
-	msg string
-	err error
+// answerError is an error answer of the server's, in its own words, with
+// the SDK's error (and a sentinel of this package's) in the chain.
+type answerError struct {
+	msg  string
+	errs []error
 }
 
-func (e *deniedError) Error() string   { return e.msg }
-func (e *deniedError) Unwrap() []error { return []error{ErrDenied, e.err} }
+func (e *answerError) Error() string   { return e.msg }
+func (e *answerError) Unwrap() []error { return e.errs }
 
 func (s *s3Store) Get(ctx context.Context, key, etag string) (io.ReadCloser, string, error) {
 	if err := checkKey(key); err != nil {
