@@ -189,3 +189,82 @@ func TestStateOnTheDisk(t *testing.T) {
 		t.Errorf("status with the disk's own state: exit %d: %s", code, out)
 	}
 }
+
+// TestStatusAfterFailedApply: updater status says, for the channel's
+// version, why it could not be taken, in one line and in how many rounds:
+// failed (exit code 1) while its object is missing, refused (exit code 3)
+// once the store holds bytes that differ from the signed ones, and
+// nothing once it is armed.
+func TestStatusAfterFailedApply(t *testing.T) {
+	disk, cfg := offlineDevice(t)
+	storeDir := strings.TrimPrefix(strings.SplitN(readFile(t, cfg), "\n", 2)[0], "source: file://")
+	object := filepath.Join(storeDir, "stable", "1.1.0", release.ObjectFile)
+	good, err := os.ReadFile(object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stateDir := filepath.Join(t.TempDir(), "state")
+	dev := []string{"--disk", disk, "--running-slot", "a", "--state-dir", stateDir}
+	apply := func() (string, int) {
+		return lastLine(run(t, append([]string{"apply", "--config", cfg, "--reboot", "next-boot"}, dev...)...))
+	}
+	status := func() (status, string) {
+		out, code := run(t, append([]string{"status", "-o", "json"}, dev...)...)
+		var s status
+		if err := json.Unmarshal([]byte(out), &s); code != 0 || err != nil {
+			t.Fatalf("status: exit %d, %v\n%s", code, err, out)
+		}
+		text, _ := run(t, append([]string{"status"}, dev...)...)
+		return s, text
+	}
+
+	os.Remove(object)
+	for round := 1; round <= 2; round++ {
+		msg, code := apply()
+		if code != cli.ExitError || !strings.Contains(msg, "not found") {
+			t.Fatalf("apply without the object: exit %d: %s", code, msg)
+		}
+		s, text := status()
+		f, ok := s.Failures["1.1.0"]
+		if !ok || f.Refused || f.Rounds != round || f.Reason != msg || len(s.Failures) != 1 {
+			t.Errorf("round %d: failures %+v, want 1.1.0 failed in %d round(s): %s", round, s.Failures, round, msg)
+		}
+		if line := grepLine(text, "version 1.1.0"); !strings.Contains(line, "failed") || !strings.HasSuffix(line, msg) {
+			t.Errorf("round %d: status says %q, want a line for 1.1.0 that ends with %q\n%s", round, line, msg, text)
+		}
+	}
+
+	bad := bytes.Clone(good)
+	bad[len(bad)/2] ^= 0xff
+	os.WriteFile(object, bad, 0o644)
+	msg, code := apply()
+	if code != cli.ExitRefused || !strings.Contains(msg, "bytes differ from what was signed") {
+		t.Fatalf("apply of a corrupt object: exit %d: %s", code, msg)
+	}
+	s, text := status()
+	t.Logf("status after three failed rounds:\n%s", text)
+	if f := s.Failures["1.1.0"]; !f.Refused || f.Rounds != 3 || f.Reason != msg {
+		t.Errorf("failures %+v, want 1.1.0 refused in its third round: %s", s.Failures, msg)
+	}
+	if line := grepLine(text, "version 1.1.0"); !strings.Contains(line, "refused") || !strings.Contains(line, "3 rounds since") {
+		t.Errorf("status says %q, want 1.1.0 refused in 3 rounds\n%s", line, text)
+	}
+
+	os.WriteFile(object, good, 0o644)
+	if msg, code := apply(); code != 0 {
+		t.Fatalf("apply of the good object: exit %d: %s", code, msg)
+	}
+	if s, text := status(); len(s.Failures) != 0 || grepLine(text, "version 1.1.0") != "" {
+		t.Errorf("status after 1.1.0 was armed still shows a failure: %+v\n%s", s.Failures, text)
+	}
+}
+
+// grepLine returns the first line of text that starts with prefix.
+func grepLine(text, prefix string) string {
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return strings.TrimSpace(l)
+		}
+	}
+	return ""
+}

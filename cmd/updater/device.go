@@ -130,6 +130,9 @@ func (d *device) source(ctx context.Context, from string) (source.Source, error)
 		Endpoint: d.cfg.Endpoint, Region: d.cfg.Region,
 		AccessKey: d.cfg.Credentials.AccessKeyID.Reveal(), SecretKey: d.cfg.Credentials.SecretAccessKey.Reveal(),
 		SessionToken: d.cfg.Credentials.SessionToken.Reveal(),
+		// The agent retries with one policy of its own (package fetch):
+		// one request per call, or the SDK's retries multiply its tries.
+		MaxAttempts: 1,
 	}
 	if from == "" {
 		return source.Open(ctx, d.cfg.Source, opts)

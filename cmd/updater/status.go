@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -31,8 +33,10 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show the running, committed and trial slots and each slot's state and version",
 		Long: `status shows the boot state (committed slot, trial and boots left, the slot
 GRUB boots next), each slot's state, version and serial, and, from the
-updater state directory, the last check, the versions recorded bad and the
-progress of an apply in flight.
+updater state directory, the last check (or why the channel could not be
+read), for the version the channel offers why it could not be taken (the
+last failure or refusal, in one line, and in how many rounds), the
+versions recorded bad and the progress of an apply in flight.
 
 ` + cli.ExitCodesHelp,
 		Example: `  updater status
@@ -69,6 +73,9 @@ type status struct {
 	BadVersions   []string     `json:"bad_versions,omitempty"`
 	HighestSerial uint64       `json:"highest_serial,omitempty"`
 	Apply         *applyStatus `json:"apply,omitempty"`
+	// Failures says, by version, why the channel's version could not be
+	// taken (state.Failure).
+	Failures map[string]state.Failure `json:"failures,omitempty"`
 }
 
 // applyStatus is the progress of an apply, from its journal.
@@ -140,6 +147,18 @@ func runStatus(o statusOptions, w io.Writer) error {
 	if s.LastCheck != nil {
 		fmt.Fprintf(tw, "last check\t%s\t%s\t%s\n", s.LastCheck.Time.Format(time.RFC3339), s.LastCheck.Outcome, s.LastCheck.Reason)
 	}
+	for _, v := range slices.Sorted(maps.Keys(s.Failures)) {
+		f := s.Failures[v]
+		what := "failed"
+		if f.Refused {
+			what = "refused"
+		}
+		rounds := "1 round"
+		if f.Rounds != 1 {
+			rounds = fmt.Sprintf("%d rounds since %s", f.Rounds, f.First.Format(time.RFC3339))
+		}
+		fmt.Fprintf(tw, "version %s\t%s\t%s\t%s\t%s\n", v, what, f.Time.Format(time.RFC3339), rounds, f.Reason)
+	}
 	if len(s.BadVersions) > 0 {
 		fmt.Fprintf(tw, "bad versions\t%s\n", strings.Join(s.BadVersions, ", "))
 	}
@@ -156,7 +175,7 @@ func addState(s *status, store state.Store, l partition.Layout) {
 	if err != nil {
 		return
 	}
-	s.LastCheck, s.BadVersions, s.HighestSerial = st.LastCheck, st.BadVersions, st.HighestSerial
+	s.LastCheck, s.BadVersions, s.HighestSerial, s.Failures = st.LastCheck, st.BadVersions, st.HighestSerial, st.Failures
 	j, err := fetch.FileJournal{Path: store.Path(state.JournalFile)}.Load()
 	if err != nil || j.Size == 0 {
 		return

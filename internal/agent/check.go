@@ -4,14 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"time"
 
 	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/atomicfile"
+	"github.com/twinroot/twinroot/internal/fetch"
 	"github.com/twinroot/twinroot/internal/manifest"
+	"github.com/twinroot/twinroot/internal/refusal"
 	"github.com/twinroot/twinroot/internal/source"
 	"github.com/twinroot/twinroot/internal/state"
 )
@@ -21,6 +22,7 @@ const (
 	CheckAvailable = "update-available" // a newer release passes every rule
 	CheckUpToDate  = "up-to-date"       // the channel's release is not newer than the running one
 	CheckRefused   = "refused"          // the channel's release breaks a rule (reason says which)
+	CheckFailed    = "failed"           // the channel's latest.json could not be read (the error says why)
 )
 
 // Checker looks at the release channel.
@@ -31,6 +33,10 @@ type Checker struct {
 	SlotSize int64
 	State    state.Store
 	Now      func() time.Time
+	// StallTimeout and Retry guard the GET of latest.json as they guard the
+	// image's (package fetch); zero values are its defaults.
+	StallTimeout time.Duration
+	Retry        fetch.RetryFunc
 }
 
 // CheckResult is the outcome of one check.
@@ -48,8 +54,20 @@ type CheckResult struct {
 	Signed []byte `json:"-"`
 }
 
+// unsigned reports whether err says the bytes are not a manifest a trusted
+// key signed: what a byte flipped on the wire looks like, as well as a
+// channel signed by another key or holding other bytes.
+func unsigned(err error) bool {
+	return errors.Is(err, manifest.ErrMalformed) || errors.Is(err, manifest.ErrBadSignature) || errors.Is(err, manifest.ErrUntrustedKey)
+}
+
 // Check fetches latest.json (conditionally), verifies it against every
-// acceptance rule and records the outcome.
+// acceptance rule and records the outcome. The GET is watched and retried
+// as the image's ranges are (fetch.Get); a body that is not a manifest a
+// trusted key signed is fetched once more before it is refused, and only
+// one that is (whatever the rules then say of it) is kept with its ETag
+// for the next conditional GET. A channel that cannot be read is an error,
+// recorded as a failed check.
 func (c *Checker) Check(ctx context.Context) (CheckResult, error) {
 	now := time.Now
 	if c.Now != nil {
@@ -66,22 +84,47 @@ func (c *Checker) Check(ctx context.Context) (CheckResult, error) {
 	if _, err := os.Stat(cache); err != nil {
 		etag = ""
 	}
-	var body []byte
-	rc, newETag, err := c.Source.Get(ctx, key, etag)
+	policy := manifest.Policy{
+		Trusted: c.Running.Trusted, Channel: c.Channel, Now: now(),
+		RunningSerial: c.Running.Serial, HighestSeen: st.HighestSerial, MinSerial: st.MinSerial,
+		BadVersions: st.BadVersions, SlotSize: c.SlotSize,
+	}
+	var (
+		m    *manifest.Manifest
+		verr error
+		last []byte // the last body fetched, judged or not
+	)
+	body, newETag, err := fetch.Get(ctx, c.Source, key, etag, int64(manifest.DefaultMaxSize), fetch.Guard{StallTimeout: c.StallTimeout, Retry: c.Retry},
+		func(b []byte) error {
+			last = b
+			if m, verr = manifest.Verify(b, policy); unsigned(verr) {
+				return verr
+			}
+			return nil
+		})
 	switch {
 	case errors.Is(err, source.ErrNotModified):
 		r.NotModified = true
 		if body, err = os.ReadFile(cache); err != nil {
 			return r, err
 		}
-	case err != nil:
-		return r, fmt.Errorf("fetch %s from %s: %w", key, c.Source, err)
-	default:
-		body, err = io.ReadAll(io.LimitReader(rc, manifest.DefaultMaxSize+1))
-		rc.Close()
-		if err != nil {
-			return r, fmt.Errorf("fetch %s: %w", key, err)
+		if m, verr = manifest.Verify(body, policy); unsigned(verr) {
+			// Only signed bytes are kept: these changed on the disk. The
+			// next check fetches latest.json whole.
+			os.Remove(cache)
+			st.LatestETag = ""
 		}
+	case err != nil && refusal.Is(err):
+		// Fetched twice, and twice not a manifest a trusted key signed.
+		body, m, verr = last, nil, err
+	case err != nil:
+		r.Outcome, r.Reason = CheckFailed, err.Error()
+		st.LastCheck = &state.Check{Time: now().UTC(), Outcome: r.Outcome, Reason: r.Reason}
+		if serr := c.State.Save(st); serr != nil {
+			return r, errors.Join(err, serr)
+		}
+		return r, err
+	default:
 		if err := os.MkdirAll(c.State.Dir, 0o755); err != nil {
 			return r, err
 		}
@@ -91,12 +134,18 @@ func (c *Checker) Check(ctx context.Context) (CheckResult, error) {
 		st.LatestETag = newETag
 	}
 	r.Signed = body
-	m, verr := manifest.Verify(body, manifest.Policy{
-		Trusted: c.Running.Trusted, Channel: c.Channel, Now: now(),
-		RunningSerial: c.Running.Serial, HighestSeen: st.HighestSerial, MinSerial: st.MinSerial,
-		BadVersions: st.BadVersions, SlotSize: c.SlotSize,
-	})
 	r.Manifest = m
+	version := ""
+	if m != nil {
+		version = m.Version
+	} else if env, err := manifest.ParseEnvelope(body); err == nil {
+		if bare, err := manifest.Decode(env.Manifest); err == nil {
+			version = bare.Version
+		}
+	}
+	if version != "" {
+		st.Offered(version)
+	}
 	switch {
 	case verr == nil:
 		r.Outcome = CheckAvailable
@@ -104,21 +153,15 @@ func (c *Checker) Check(ctx context.Context) (CheckResult, error) {
 		st.Accept(m.Serial, m.MinSerial)
 	case errors.Is(verr, manifest.ErrNotNewer):
 		r.Outcome, r.Reason = CheckUpToDate, verr.Error()
+		st.Failures = nil // nothing to take
 	default:
 		r.Outcome, r.Reason, r.Err = CheckRefused, verr.Error(), verr
-		version := "?"
-		if m != nil {
-			version = m.Version
-		} else if env, err := manifest.ParseEnvelope(body); err == nil {
-			if bare, err := manifest.Decode(env.Manifest); err == nil {
-				version = bare.Version
-			}
+		if version != "" {
+			r.FirstReport = st.Fail(version, now().UTC(), true, r.Reason)
+		} else {
+			prev := st.LastCheck
+			r.FirstReport = prev == nil || prev.Outcome != CheckRefused || prev.Reason != r.Reason
 		}
-		if st.Reported == nil {
-			st.Reported = map[string]string{}
-		}
-		r.FirstReport = st.Reported[version] != r.Reason
-		st.Reported[version] = r.Reason
 	}
 	st.LastCheck = &state.Check{Time: now().UTC(), Outcome: r.Outcome, Reason: r.Reason}
 	if m != nil {

@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/twinroot/twinroot/internal/config"
+	"github.com/twinroot/twinroot/internal/refusal"
+	"github.com/twinroot/twinroot/internal/state"
 )
 
 // Round is one round of the release channel, the job of `updater apply`,
@@ -58,6 +61,12 @@ func (r *Round) Run(ctx context.Context) (RoundResult, error) {
 		return res, cr.Err
 	}
 	a, err := r.Updater.Apply(ctx, cr.Manifest)
+	if serr := r.record(cr.Manifest.Version, now(), err); serr != nil {
+		if err == nil {
+			return res, serr
+		}
+		err = fmt.Errorf("%w (not recorded in the updater state: %v)", err, serr)
+	}
 	if err != nil {
 		return res, err
 	}
@@ -75,6 +84,21 @@ func (r *Round) Run(ctx context.Context) (RoundResult, error) {
 		res.Boot, res.Message = "now", "rebooting into the trial slot"
 	}
 	return res, nil
+}
+
+// record keeps the outcome of an apply of version in the updater state,
+// where updater status shows it: the failure and its reason, in one line,
+// or that the version was armed.
+func (r *Round) record(version string, at time.Time, err error) error {
+	_, serr := r.Checker.State.Update(func(s *state.State) {
+		if err == nil {
+			s.Succeeded(version)
+			return
+		}
+		reason := strings.ReplaceAll(err.Error(), "\n", "; ")
+		s.Fail(version, at.UTC(), refusal.Is(err), reason)
+	})
+	return serr
 }
 
 // RebootNow reports whether the round's result asks for a reboot now.

@@ -65,7 +65,7 @@ func Get(ctx context.Context, src source.Source, key, etag string, limit int64, 
 			continue
 		}
 		if err := backoff(ctx, g.Retry, &attempt, err); err != nil {
-			return nil, "", fmt.Errorf("fetch %s: %w", key, err)
+			return nil, "", fmt.Errorf("fetch %s from %s: %w", key, src, err)
 		}
 	}
 }
@@ -84,7 +84,7 @@ func getOnce(ctx context.Context, src source.Source, key, etag string, limit int
 	defer body.Close()
 	var buf bytes.Buffer
 	if _, err := buf.ReadFrom(io.LimitReader(body, limit+1)); err != nil {
-		return nil, "", fmt.Errorf("read %s: %w", key, err)
+		return nil, "", err
 	}
 	return buf.Bytes(), tag, nil
 }

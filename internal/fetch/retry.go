@@ -153,9 +153,13 @@ func watch(ctx context.Context, stall time.Duration, minRate, size int64, got in
 	return w, nil
 }
 
-// stallCause names the stall when it is why err happened.
+// stallCause names the stall when it is why err happened (and err does
+// not say so already).
 func stallCause(ctx context.Context, err error) error {
-	if c := context.Cause(ctx); errors.Is(c, errStalled) {
+	if c := context.Cause(ctx); errors.Is(c, errStalled) && !errors.Is(err, errStalled) {
+		if err.Error() == c.Error() {
+			return c
+		}
 		return fmt.Errorf("%w (%v)", c, err)
 	}
 	return err

@@ -21,12 +21,14 @@ func FuzzParse(f *testing.F) {
 	s.Accept(12, 10)
 	s.MarkBad("1.3.0")
 	s.LatestETag = `"5d41402abc4b2a76b9719d911017c592"`
-	s.Reported = map[string]string{"1.4.0": "manifest expired: stable 1.4.0 expired at 2026-11-01T00:00:00Z"}
+	s.Fail("1.4.0", now, true, "manifest expired: stable 1.4.0 expired at 2026-11-01T00:00:00Z")
 	s.LastCheck = &Check{Time: now, Outcome: "refused", Reason: "manifest expired", Version: "1.4.0", Serial: 13}
-	testfuzz.Add(f, "after-a-refusal", mustMarshal(f, s))
+	// testdata's after-a-refusal is the same state as an older version
+	// wrote it, with "reported" in place of "failures".
+	testfuzz.Add(f, "after-a-failure", mustMarshal(f, s))
 	for name, b := range map[string]string{
 		"null":          "null",
-		"empty-fields":  `{"bad_versions":[],"reported":{},"last_check":null}`,
+		"empty-fields":  `{"bad_versions":[],"failures":{},"last_check":null}`,
 		"time-offset":   `{"last_check":{"time":"0000-01-01T00:30:00+01:00","outcome":"up-to-date"}}`,
 		"number-forms":  `{"highest_serial":1e3,"min_serial":-1}`,
 		"duplicate-key": `{"highest_serial":3,"HIGHEST_SERIAL":2}`,

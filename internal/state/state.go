@@ -18,15 +18,58 @@ const FileName = "state.json"
 
 // State is what the updater remembers.
 type State struct {
-	HighestSerial uint64            `json:"highest_serial"`
-	MinSerial     uint64            `json:"min_serial"`
-	BadVersions   []string          `json:"bad_versions,omitempty"`
-	LatestETag    string            `json:"latest_etag,omitempty"`
-	Reported      map[string]string `json:"reported,omitempty"`
-	LastCheck     *Check            `json:"last_check,omitempty"`
+	HighestSerial uint64   `json:"highest_serial"`
+	MinSerial     uint64   `json:"min_serial"`
+	BadVersions   []string `json:"bad_versions,omitempty"`
+	LatestETag    string   `json:"latest_etag,omitempty"`
+	LastCheck     *Check   `json:"last_check,omitempty"`
+	// Failures holds, by version, why the device could not take it: the
+	// last failure of each version the channel offers, until it is armed.
+	Failures map[string]Failure `json:"failures,omitempty"`
 }
 
-// Check is the outcome of the last check of the channel.
+// Failure is why a round could not take one version, in one line.
+type Failure struct {
+	Time    time.Time `json:"time"`              // of the last failed round
+	First   time.Time `json:"first"`             // of the first
+	Rounds  int       `json:"rounds"`            // failed rounds, first to last
+	Refused bool      `json:"refused,omitempty"` // a rule refused it (exit code 3); else fetching or writing failed (1)
+	Reason  string    `json:"reason"`
+}
+
+// Fail records that a round could not take version; it returns whether
+// the reason is new for the version (the first report of it).
+func (s *State) Fail(version string, at time.Time, refused bool, reason string) bool {
+	if s.Failures == nil {
+		s.Failures = map[string]Failure{}
+	}
+	f, seen := s.Failures[version]
+	if !seen {
+		f.First = at
+	}
+	first := !seen || f.Reason != reason
+	f.Time, f.Rounds, f.Refused, f.Reason = at, f.Rounds+1, refused, reason
+	s.Failures[version] = f
+	return first
+}
+
+// Succeeded forgets the failures of version: it was armed.
+func (s *State) Succeeded(version string) { delete(s.Failures, version) }
+
+// Offered forgets the failures of every version but the one the channel
+// offers now: those of versions it no longer offers say nothing of what
+// the device will do.
+func (s *State) Offered(version string) {
+	for v := range s.Failures {
+		if v != version {
+			delete(s.Failures, v)
+		}
+	}
+}
+
+// Check is the outcome of the last check of the channel: an outcome of
+// the agent's (up-to-date, update-available, refused), or "failed" when
+// the channel's latest.json could not be read (Reason says why).
 type Check struct {
 	Time    time.Time `json:"time"`
 	Outcome string    `json:"outcome"`
