@@ -13,8 +13,11 @@
 //     in the package's testdata/fuzz/<Name>/ and what the fuzzing engine kept
 //     in the Go build cache from earlier runs. A target that fails leaves its
 //     input in testdata/fuzz/<Name>/, where go test runs it from then on: a
-//     regression test once committed. The short form of this part is plain
-//     go test, which runs every seed corpus as ordinary tests.
+//     regression test once committed. Each new input the engine finds is
+//     minimized for at most -fuzz-minimize (5s): with Go's default of a
+//     minute, targets whose inputs are kilobytes (slot images, GPTs) spent
+//     nearly all their time minimizing, not fuzzing. The short form of this
+//     part is plain go test, which runs every seed corpus as ordinary tests.
 //
 // Power cuts, store faults, disk faults, the clock and the watchdog join the
 // list as further parts.

@@ -37,7 +37,8 @@ func fuzzPart(ctx context.Context, o options, log io.Writer) (Section, error) {
 			"%d executions on %d workers (one per core) from its seed corpus: the package's testdata/fuzz/<target>/ "+
 			"(seeds), and what the fuzzing engine kept in the Go build cache from earlier runs. corpus is the engine's "+
 			"count at the end, interesting inputs found included. The duration includes building the test binary; "+
-			"exec/s is executions over it. A failure leaves its input in testdata/fuzz/<target>/, which go test "+
+			"exec/s is executions over the engine's own fuzzing time (whole seconds), minimizing new inputs "+
+			"(-fuzzminimizetime) included. A failure leaves its input in testdata/fuzz/<target>/, which go test "+
 			"runs from then on as a regression test. Without -fuzz, go test runs every seed corpus: the short form "+
 			"of this part in make test.", o.FuzzExecs, o.Workers),
 		Columns: []string{"package", "target", "seeds", "executions", "duration", "exec/s", "corpus"},
@@ -131,7 +132,7 @@ func relDir(pkg, modPath string) string {
 
 var (
 	// "fuzz: elapsed: 21s, execs: 359943 (5003/sec), new interesting: 138 (total: 147)"
-	progressRE = regexp.MustCompile(`^fuzz: elapsed: \S+, execs: (\d+) \(\d+/sec\), new interesting: \d+ \(total: (\d+)\)`)
+	progressRE = regexp.MustCompile(`^fuzz: elapsed: (\S+), execs: (\d+) \(\d+/sec\), new interesting: \d+ \(total: (\d+)\)`)
 	// "Failing input written to testdata/fuzz/FuzzLoad/7e96db8371f5b7e2"
 	failingRE = regexp.MustCompile(`Failing input written to (\S+)`)
 )
@@ -139,8 +140,9 @@ var (
 // fuzzResult is what the output of one go test -fuzz run says.
 type fuzzResult struct {
 	Execs, Corpus int64
-	Input         string // the failing input, relative to the package
-	Message       string // the first line of the failure
+	Elapsed       time.Duration // fuzzing, as the engine counts it (whole seconds)
+	Input         string        // the failing input, relative to the package
+	Message       string        // the first line of the failure
 }
 
 // parseFuzz reads the output of go test -fuzz.
@@ -152,8 +154,9 @@ func parseFuzz(out []byte) fuzzResult {
 	for sc.Scan() {
 		l := sc.Text()
 		if m := progressRE.FindStringSubmatch(l); m != nil {
-			r.Execs, _ = strconv.ParseInt(m[1], 10, 64)
-			r.Corpus, _ = strconv.ParseInt(m[2], 10, 64)
+			r.Elapsed, _ = time.ParseDuration(m[1])
+			r.Execs, _ = strconv.ParseInt(m[2], 10, 64)
+			r.Corpus, _ = strconv.ParseInt(m[3], 10, 64)
 			continue
 		}
 		if m := failingRE.FindStringSubmatch(l); m != nil {
@@ -183,8 +186,8 @@ func runTarget(ctx context.Context, o options, t target) Row {
 	d := time.Since(start)
 	r := parseFuzz(out)
 	rate := ""
-	if d > 0 {
-		rate = strconv.FormatInt(int64(float64(r.Execs)/d.Seconds()), 10)
+	if r.Elapsed > 0 {
+		rate = strconv.FormatInt(int64(float64(r.Execs)/r.Elapsed.Seconds()), 10)
 	}
 	row.Cells = []string{t.Dir, t.Name, strconv.Itoa(seeds), strconv.FormatInt(r.Execs, 10), d.Round(time.Second).String(), rate, strconv.FormatInt(r.Corpus, 10)}
 	if err != nil {
