@@ -116,7 +116,7 @@ func (c *Checker) Check(ctx context.Context) (CheckResult, error) {
 		}
 	case err != nil && refusal.Is(err):
 		// Fetched twice, and twice not a manifest a trusted key signed.
-		body, m, verr = last, nil, err
+		body, m, verr = last, nil, fmt.Errorf("%s from %s: %w", key, c.Source, err)
 	case err != nil:
 		r.Outcome, r.Reason = CheckFailed, err.Error()
 		st.LastCheck = &state.Check{Time: now().UTC(), Outcome: r.Outcome, Reason: r.Reason}

@@ -172,8 +172,8 @@ func TestStoreFaults(t *testing.T) {
 				case c.fault.Mode == faultproxy.Pass:
 					obj = "-"
 				}
-				table = append(table, fmt.Sprintf("%-9s  %-12s  %-28s  %-10s  %-4d  %-9v  %-7v  %s",
-					kind, obj, c.name, r.outcome, r.exit, r.requests, r.took.Round(10*time.Millisecond), r.line))
+				table = append(table, fmt.Sprintf("%-9s  %-12s  %-28s  %-10s  %-4d  %-9s  %-7v  %s",
+					kind, obj, c.name, r.outcome, r.exit, fmt.Sprint(r.requests), r.took.Round(10*time.Millisecond), r.line))
 			}
 			report(storeFault{name: "clean"}, clean)
 			for _, c := range faultCases(rel, v1Manifest) {
