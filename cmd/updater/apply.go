@@ -7,11 +7,11 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/twinroot/twinroot/internal/agent"
 	"github.com/twinroot/twinroot/internal/cli"
 	"github.com/twinroot/twinroot/internal/config"
+	"github.com/twinroot/twinroot/internal/reboot"
 )
 
 type applyOptions struct {
@@ -99,9 +99,9 @@ func (o applyOptions) validate() error {
 // updater apply, boot and daemon share it.
 func applyRound(c *cobra.Command, d *device, o applyOptions, w io.Writer) (agent.RoundResult, error) {
 	cfg := d.cfg
-	reboot := cfg.Reboot
+	policy := cfg.Reboot
 	if o.reboot != "" {
-		reboot.Policy = config.Policy(o.reboot)
+		policy.Policy = config.Policy(o.reboot)
 	}
 	tries := cmp.Or(o.tries, cfg.TrialBoots)
 	src, err := d.source(c.Context(), o.from)
@@ -115,7 +115,7 @@ func applyRound(c *cobra.Command, d *device, o applyOptions, w io.Writer) (agent
 	log := cli.Logger(os.Stderr, false)
 	u := &agent.Updater{Disk: d.disk, Running: d.running, Source: src, Channel: cfg.Channel, Tries: tries, State: d.state,
 		Progress: cli.Progress(os.Stderr, "writing slot "+string(d.running.Other())), Log: log, ReadBack: o.readBack}
-	round := agent.Round{Checker: ck, Updater: u, Reboot: reboot, Offline: d.offline, Log: log}
+	round := agent.Round{Checker: ck, Updater: u, Reboot: policy, Offline: d.offline, Log: log}
 	res, err := round.Run(c.Context())
 	if o.out.JSON() {
 		cli.WriteJSON(w, res)
@@ -136,9 +136,5 @@ func applyRound(c *cobra.Command, d *device, o applyOptions, w io.Writer) (agent
 		return res, nil
 	}
 	fmt.Fprintln(w, "twinroot: "+res.Message)
-	unix.Sync()
-	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
-		return res, fmt.Errorf("reboot: %w", err)
-	}
-	return res, nil
+	return res, reboot.Now()
 }

@@ -8,13 +8,13 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/twinroot/twinroot/internal/agent"
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/cli"
 	"github.com/twinroot/twinroot/internal/containers"
 	"github.com/twinroot/twinroot/internal/health"
+	"github.com/twinroot/twinroot/internal/reboot"
 	"github.com/twinroot/twinroot/internal/watchdog"
 )
 
@@ -117,6 +117,5 @@ func runBoot(c *cobra.Command, o bootOptions, w io.Writer) error {
 	}
 	fmt.Fprintln(w, "twinroot: rebooting")
 	d.Close()
-	unix.Sync()
-	return unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+	return reboot.Now()
 }
