@@ -130,9 +130,10 @@ bench: deps s3-servers
 # executions each, one target at a time on every core (hours); an input that
 # fails is kept in the package's testdata/fuzz as a regression test, and
 # the run exits 1. make test runs every seed corpus (the short form).
+# Store faults: the store-fault table against MinIO and versitygw, 20 rounds.
 # RELIABILITY_FLAGS="-short" for a quick run, "-parts fuzz" to pick parts,
 # "-fuzz-match bootstate" to pick targets, "-o json" for machines.
-reliability: deps
+reliability: deps s3-servers
 	$(GO) run ./bench/reliability $(RELIABILITY_FLAGS)
 
 clean:

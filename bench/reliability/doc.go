@@ -19,8 +19,17 @@
 //     nearly all their time minimizing, not fuzzing. The short form of this
 //     part is plain go test, which runs every seed corpus as ordinary tests.
 //
-// Power cuts, store faults, disk faults, the clock and the watchdog join the
-// list as further parts.
+//   - store: the store-fault table of internal/agent (TestStoreFaults:
+//     every fault of the fault proxy on every object a device fetches,
+//     against MinIO and versitygw), run -store-rounds times (20), each a
+//     `CI=1 go test -count=1 -json -run '^TestStoreFaults$' ./internal/agent`
+//     (CI=1: a missing server fails the test instead of skipping it). A row
+//     per store and case: the rounds it passed, its outcome and exit code,
+//     the requests at the proxy and the retries, the round's time. The
+//     short form is one round.
+//
+// Power cuts, disk faults, the clock and the watchdog join the list as
+// further parts.
 //
 // The report heads with the date, the commit, the machine (CPU, cores,
 // memory, kernel, Go) and the command that made it; a run with fewer
@@ -31,4 +40,5 @@
 //	go run ./bench/reliability -fuzz-execs 20000    # a short run of the same
 //	go run ./bench/reliability -short -report ''    # the quick form, the report on stdout only
 //	go run ./bench/reliability -o json              # the figures for machines
+//	go run ./bench/reliability -parts store -store-rounds 3 -report ''   # the store faults alone
 package main

@@ -34,6 +34,7 @@ type part struct {
 // disk faults, the clock and the watchdog join here.
 var parts = []part{
 	{"fuzz", fuzzPart},
+	{"store", storePart},
 }
 
 type options struct {
@@ -46,6 +47,8 @@ type options struct {
 	Match     *regexp.Regexp // fuzz targets whose "dir Name" matches; nil: all
 	Report    string         // the markdown report's path; empty: none
 	Module    string         // the module's root directory
+
+	StoreRounds int // runs of the store-fault table
 }
 
 func (o options) validate() error {
@@ -84,6 +87,7 @@ func main() {
 	fs.BoolVar(&o.Short, "short", false, fmt.Sprintf("the quick form of each part (fuzzing: %d executions per target unless -fuzz-execs says otherwise)", shortExecs))
 	fs.Int64Var(&o.FuzzExecs, "fuzz-execs", campaignExecs, "executions of each fuzz target")
 	fs.IntVar(&o.Workers, "workers", runtime.NumCPU(), "fuzzing workers per target (go test -parallel)")
+	fs.IntVar(&o.StoreRounds, "store-rounds", storeRounds, "runs of the store-fault table (one with -short)")
 	fs.StringVar(&o.Minimize, "fuzz-minimize", "5s", "time (or count, 100x) the fuzzing engine spends minimizing each new input (go test -fuzzminimizetime)")
 	match := fs.String("fuzz-match", "", "only the fuzz targets whose \"dir Name\" matches this regular expression")
 	fs.StringVar(&o.Report, "report", "docs/reliability.md", "where to write the markdown report, relative to the module's root; empty: nowhere")
