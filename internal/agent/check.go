@@ -121,7 +121,7 @@ func (c *Checker) Check(ctx context.Context) (CheckResult, error) {
 		r.Outcome, r.Reason = CheckFailed, err.Error()
 		st.LastCheck = &state.Check{Time: now().UTC(), Outcome: r.Outcome, Reason: r.Reason}
 		if serr := c.State.Save(st); serr != nil {
-			return r, errors.Join(err, serr)
+			return r, fmt.Errorf("%w (not recorded: %v)", err, serr)
 		}
 		return r, err
 	default:
@@ -129,7 +129,7 @@ func (c *Checker) Check(ctx context.Context) (CheckResult, error) {
 			return r, err
 		}
 		if err := atomicfile.Write(cache, body, 0o644); err != nil {
-			return r, err
+			return r, fmt.Errorf("%w; no slot touched", err)
 		}
 		st.LatestETag = newETag
 	}
@@ -168,7 +168,7 @@ func (c *Checker) Check(ctx context.Context) (CheckResult, error) {
 		st.LastCheck.Version, st.LastCheck.Serial = m.Version, m.Serial
 	}
 	if err := c.State.Save(st); err != nil {
-		return r, err
+		return r, fmt.Errorf("%w; no slot touched", err)
 	}
 	return r, nil
 }

@@ -34,14 +34,14 @@ func place(path string, data []byte, perm os.FileMode, put func(oldpath, newpath
 	}
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, bare(err))
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
+		return fmt.Errorf("write %s: sync: %w", path, bare(err))
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, bare(err))
 	}
 	if err := put(tmp.Name(), path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -51,4 +51,13 @@ func place(path string, data []byte, perm os.FileMode, put func(oldpath, newpath
 		d.Close()
 	}
 	return nil
+}
+
+// bare drops what an *os.PathError repeats: the operation and the name of
+// the temporary file, which the caller's message replaces with path.
+func bare(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
 }

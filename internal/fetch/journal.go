@@ -76,7 +76,7 @@ func (j FileJournal) Save(s State) error {
 	tmp := filepath.Join(dir, "."+filepath.Base(j.Path)+".tmp-"+rand.Text())
 	if err := writeSynced(tmp, b); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("save fetch journal: %w", err)
+		return fmt.Errorf("save fetch journal %s: %w", j.Path, bare(err))
 	}
 	if err := os.Rename(tmp, j.Path); err != nil {
 		os.Remove(tmp)
@@ -91,6 +91,15 @@ func (j FileJournal) Save(s State) error {
 		return fmt.Errorf("save fetch journal: sync %s: %w", dir, err)
 	}
 	return nil
+}
+
+// bare drops what an *os.PathError repeats: the operation and the name of
+// the temporary file, which the message replaces with the journal's.
+func bare(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
 }
 
 func writeSynced(path string, b []byte) error {

@@ -418,16 +418,25 @@ func (s *Sequential) readBlock(b []byte, off int64) error {
 		err = nil
 	}
 	if err != nil {
-		return fmt.Errorf("read %s at %d: %w", s.name(), off, err)
+		return fmt.Errorf("read %s at %d: %w", s.name(), off, bare(err))
 	}
 	return nil
 }
 
 func (s *Sequential) pwrite(b []byte, off int64) error {
 	if _, err := s.rw.WriteAt(b, off); err != nil {
-		return fmt.Errorf("write %s at %d: %w", s.name(), off, err)
+		return fmt.Errorf("write %s at %d: %w", s.name(), off, bare(err))
 	}
 	return nil
+}
+
+// bare drops the operation and path an *os.PathError repeats: the
+// message names the device and the offset already.
+func bare(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
 }
 
 func (s *Sequential) name() string {
