@@ -16,12 +16,13 @@ import (
 
 // Outcomes of a boot.
 const (
-	OutcomeNothing    = "nothing-to-do" // committed slot, no trial
-	OutcomeCommitted  = "committed"     // trial passed the gate and is committed
-	OutcomeMarkedBad  = "marked-bad"    // trial failed the gate; rebooting to the committed slot
-	OutcomeFellBack   = "fell-back"     // GRUB used up the trial's boots and booted the committed slot
-	OutcomePending    = "trial-pending" // a trial is armed for the next boot
-	OutcomeUnexpected = "unknown-slot"  // running a slot that is neither committed nor on trial
+	OutcomeNothing    = "nothing-to-do"     // committed slot, no trial
+	OutcomeCommitted  = "committed"         // trial passed the gate and is committed
+	OutcomeMarkedBad  = "marked-bad"        // trial failed the gate; rebooting to the committed slot
+	OutcomeFellBack   = "fell-back"         // GRUB used up the trial's boots and booted the committed slot
+	OutcomePending    = "trial-pending"     // a trial is armed for the next boot
+	OutcomeUnexpected = "unknown-slot"      // running a slot that is neither committed nor on trial
+	OutcomeUnrecorded = "failed-unrecorded" // trial failed the gate, its version could not be recorded: rebooting, not marked bad
 )
 
 // ErrRebootNeeded is what a caller returns when a report asks for a reboot
@@ -123,7 +124,16 @@ func (b *Boot) Run(ctx context.Context) (Report, error) {
 		// reboot itself hangs.
 		defer releaseWatchdog(dog, &r, log)
 		if err := b.recordBad(b.Running); err != nil {
-			return r, err
+			// A machine never stays on a slot that failed its gate, even
+			// when its version cannot be remembered (a full data
+			// partition). The slot is not marked bad either: GRUB boots it
+			// again only while it has tries left, then falls back, and
+			// that boot (TrialFailed) records the version once it can.
+			r.Outcome, r.Reboot = OutcomeUnrecorded, true
+			r.Message = fmt.Sprintf("slot %s failed its health check (%v), and %v; not marked bad: the boot after its last try, on slot %s, records it",
+				b.Running, gateErr, err, st.Committed)
+			log.Error(r.Message)
+			return r, nil
 		}
 		if r.After, err = b.Disk.Update(func(s bootstate.State) (bootstate.State, error) { return s.MarkBad(b.Running) }); err != nil {
 			return r, err
@@ -195,6 +205,8 @@ func (b *Boot) recordBad(slot bootstate.Slot) error {
 	if err != nil || img.Version == "" {
 		return nil // nothing readable to remember
 	}
-	_, err = b.State.Update(func(s *state.State) { s.MarkBad(img.Version) })
-	return err
+	if _, err := b.State.Update(func(s *state.State) { s.MarkBad(img.Version) }); err != nil {
+		return fmt.Errorf("version %s not recorded as bad: %w", img.Version, err)
+	}
+	return nil
 }

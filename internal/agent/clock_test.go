@@ -30,11 +30,11 @@ var (
 	clock2045 = time.Date(2045, 6, 1, 0, 0, 0, 0, time.UTC)
 )
 
-// clockDevice is a disk with 1.0.0 in slot A and a file:// channel. One
+// testDevice is a disk with 1.0.0 in slot A and a file:// channel. One
 // disk serves every case of a test: a case starts with a new channel and
 // a new updater state (fresh), and a round that arms slot B again only
 // rewrites it.
-type clockDevice struct {
+type testDevice struct {
 	key   *keys.PrivateKey
 	pub   string
 	disk  *bootstate.Disk
@@ -42,23 +42,23 @@ type clockDevice struct {
 	state state.Store
 }
 
-func newClockDevice(t *testing.T) *clockDevice {
+func newTestDevice(t *testing.T) *testDevice {
 	t.Helper()
 	k, pub := testrelease.Key(t)
 	v1 := testrelease.Small(t, pub, "1.0.0", 1, 256<<10, "")
-	c := &clockDevice{key: k, pub: pub, disk: installDisk(t, v1, 16<<20)}
+	c := &testDevice{key: k, pub: pub, disk: installDisk(t, v1, 16<<20)}
 	c.fresh(t)
 	return c
 }
 
 // fresh gives the device an empty channel and an empty updater state.
-func (c *clockDevice) fresh(t *testing.T) {
+func (c *testDevice) fresh(t *testing.T) {
 	c.store, c.state = t.TempDir(), state.Store{Dir: filepath.Join(t.TempDir(), "state")}
 }
 
 // publish signs version at created, valid for ttl, as `updater publish`
-// on a build host whose clock says created.
-func (c *clockDevice) publish(t *testing.T, version string, serial uint64, created time.Time, ttl time.Duration) {
+// on a build host whose clock says created, and returns its build.
+func (c *testDevice) publish(t *testing.T, version string, serial uint64, created time.Time, ttl time.Duration) string {
 	t.Helper()
 	dir := testrelease.Small(t, c.pub, version, serial, 256<<10, "")
 	st, err := source.OpenStore(context.Background(), "file://"+c.store, source.Options{})
@@ -69,10 +69,11 @@ func (c *clockDevice) publish(t *testing.T, version string, serial uint64, creat
 		Signers: []*keys.PrivateKey{c.key}, Now: created, TTL: ttl}); err != nil {
 		t.Fatal(err)
 	}
+	return dir
 }
 
 // round is one round of the channel on a device whose clock says now.
-func (c *clockDevice) round(t *testing.T, running bootstate.Slot, now time.Time, reboot config.Reboot) *Round {
+func (c *testDevice) round(t *testing.T, running bootstate.Slot, now time.Time, reboot config.Reboot) *Round {
 	t.Helper()
 	src, err := source.Open(context.Background(), "file://"+c.store, source.Options{})
 	if err != nil {
@@ -96,7 +97,7 @@ func (c *clockDevice) round(t *testing.T, running bootstate.Slot, now time.Time,
 // in real time, and the serial rules still refuse a rollback.
 func TestClockExpiry(t *testing.T) {
 	real := time.Now()
-	c := newClockDevice(t)
+	c := newTestDevice(t)
 	for _, tc := range []struct {
 		name    string
 		created time.Time // of 2.0.0, valid 30 days
@@ -160,7 +161,7 @@ func TestClockWindow(t *testing.T) {
 	at := func(day time.Time, hour, min int) time.Time {
 		return time.Date(day.Year(), day.Month(), day.Day(), hour, min, 0, 0, time.UTC)
 	}
-	c := newClockDevice(t)
+	c := newTestDevice(t)
 	for _, tc := range []struct {
 		name string
 		now  time.Time
@@ -201,7 +202,7 @@ func TestClockNeverBlocksCommit(t *testing.T) {
 	for _, now := range []time.Time{clock1970, clock2045} {
 		t.Run(now.Format("2006"), func(t *testing.T) {
 			ctx := context.Background()
-			c := newClockDevice(t)
+			c := newTestDevice(t)
 			c.publish(t, "2.0.0", 2, time.Now(), 30*24*time.Hour)
 			if _, err := c.round(t, partition.A, time.Now(), config.Reboot{Policy: config.PolicyNextBoot}).Run(ctx); err != nil {
 				t.Fatal(err)

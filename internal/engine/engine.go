@@ -71,28 +71,38 @@ func (w *Write) Run(ctx context.Context) (fetch.Stats, error) {
 	if err := w.Boot.Check(); err != nil {
 		return fetch.Stats{}, fmt.Errorf("%w; nothing written", err)
 	}
-	if err := w.Boot.Prepare(); err != nil {
-		return fetch.Stats{}, err
-	}
-	// From here the slot is unbootable: GRUB never boots it.
 	var journal fetch.Journal
 	if w.State != nil {
 		if err := os.MkdirAll(w.State.Dir, 0o755); err != nil {
-			return fetch.Stats{}, fmt.Errorf("updater state: %w", err)
+			return fetch.Stats{}, fmt.Errorf("updater state: %w; nothing written", err)
 		}
 		if err := w.State.DropSlotIndex(string(w.Slot)); err != nil {
-			return fetch.Stats{}, err
+			return fetch.Stats{}, fmt.Errorf("%w; nothing written", err)
 		}
 		journal = fetch.FileJournal{Path: w.State.Path(state.JournalFile)}
+	}
+	// fetch marks the slot unbootable once the journal names this release:
+	// a data partition too full for the journal then leaves the boot
+	// state as it was. From Prepare on, GRUB never boots the slot.
+	prepared := false
+	prepare := func() error {
+		if err := w.Boot.Prepare(); err != nil {
+			return err
+		}
+		prepared = true
+		return nil
 	}
 	log.Info("applying", "version", m.Version, "slot", w.Slot, "bytes", m.Image.Size)
 	stats, err := fetch.Apply(ctx, fetch.Options{
 		Source: w.Release.Source, ObjectKey: w.Release.ObjectKey(), Index: w.Release.Index,
 		Running: w.Local, RunningSize: w.LocalSize, RunningIndex: w.LocalIndex,
-		Target: w.Disk, TargetOffset: w.Part.Start, Journal: journal,
+		Target: w.Disk, TargetOffset: w.Part.Start, Journal: journal, Prepare: prepare,
 		Progress: w.Progress, StallTimeout: w.StallTimeout, Retry: w.Retry, ReadBack: w.ReadBack,
 	})
-	if err != nil {
+	switch {
+	case err != nil && !prepared:
+		return stats, fmt.Errorf("write slot %s: %w; nothing written", w.Slot, err)
+	case err != nil:
 		resume := ""
 		if journal != nil {
 			resume = "; the next run resumes"

@@ -71,6 +71,11 @@ type Options struct {
 
 	// Journal records progress; nil keeps none (every run starts over).
 	Journal Journal
+	// Prepare, when set, is called once the journal names this release
+	// and before the first byte of the target is written (a slot is made
+	// unbootable there). An error from the journal, such as a full data
+	// partition, comes before it: then nothing has changed.
+	Prepare func() error
 
 	MaxGap       int64         // coalesce requests across gaps up to this (compressed bytes); default 256 KiB, <0 none
 	MaxRequest   int64         // most bytes one request asks for; default 64 MiB
@@ -210,6 +215,11 @@ func Apply(ctx context.Context, o Options) (st Stats, err error) {
 
 	if err := r.resume(); err != nil {
 		return st, err
+	}
+	if o.Prepare != nil {
+		if err := o.Prepare(); err != nil {
+			return st, err
+		}
 	}
 	if r.start > 0 {
 		st.Resumed = true
