@@ -62,6 +62,10 @@ type Drive struct {
 	// BootOrder puts the drive into the firmware's boot order: 1 boots
 	// first, 2 next; 0 leaves the drive to the firmware's default order.
 	BootOrder int
+	// Blkdebug, when set, is a config file of QEMU's blkdebug driver,
+	// which then sits between the guest and Path and fails the requests
+	// its [inject-error] rules name, with real I/O errors in the guest.
+	Blkdebug string
 }
 
 // Config describes one guest.
@@ -359,6 +363,9 @@ func (cfg Config) withDefaults() Config {
 		if abs, err := filepath.Abs(d.Path); err == nil && d.Path != "" {
 			d.Path = abs
 		}
+		if abs, err := filepath.Abs(d.Blkdebug); err == nil && d.Blkdebug != "" {
+			d.Blkdebug = abs
+		}
 		drives[i] = d
 	}
 	cfg.Drives = drives
@@ -405,6 +412,11 @@ func (cfg Config) validate() error {
 			ide++
 		default:
 			return fmt.Errorf("drive %d (%s): unknown interface %q (want virtio, ide or usb)", i, d.Path, d.Interface)
+		}
+		if d.Blkdebug != "" {
+			if _, err := os.Stat(d.Blkdebug); err != nil {
+				return fmt.Errorf("drive %d (%s): blkdebug config: %w", i, d.Path, err)
+			}
 		}
 		if d.BootOrder < 0 {
 			return fmt.Errorf("drive %d (%s): negative boot order", i, d.Path)
@@ -508,6 +520,10 @@ func (cfg Config) args(vars string) ([]string, error) {
 	for i, d := range cfg.Drives {
 		id := fmt.Sprintf("drive%d", i)
 		drive := "if=none,id=" + id + ",format=raw,file=" + optPath(d.Path)
+		if d.Blkdebug != "" {
+			drive = "if=none,id=" + id + ",format=raw,file.driver=blkdebug,file.config=" + optPath(d.Blkdebug) +
+				",file.image.filename=" + optPath(d.Path)
+		}
 		if d.ReadOnly {
 			drive += ",readonly=on"
 		}

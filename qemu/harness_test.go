@@ -512,7 +512,8 @@ func TestConfigArgs(t *testing.T) {
 	dir := t.TempDir()
 	disk := filepath.Join(dir, "disk,1.img")
 	iso := filepath.Join(dir, "x.iso")
-	for _, p := range []string{disk, iso} {
+	faults := filepath.Join(dir, "faults.cfg")
+	for _, p := range []string{disk, iso, faults} {
 		if err := os.WriteFile(p, nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -525,6 +526,7 @@ func TestConfigArgs(t *testing.T) {
 			{Path: disk, Interface: "usb", Snapshot: true},
 			{Path: disk, Interface: "usb"},
 			{Path: disk, Interface: "ide"},
+			{Path: disk, Blkdebug: faults},
 		},
 		NetDev: "user,restrict=on,guestfwd=tcp:10.0.2.100:9000-tcp:127.0.0.1:9310",
 	}.withDefaults()
@@ -547,6 +549,7 @@ func TestConfigArgs(t *testing.T) {
 		"-drive if=none,id=drive1,format=raw,file=" + strings.ReplaceAll(disk, ",", ",,") + " -device virtio-blk-pci,drive=drive1 ",
 		"snapshot=on -device usb-storage,bus=xhci.0,removable=on,drive=drive2 ",
 		"-device ide-hd,drive=drive4,bus=ide.0,unit=1",
+		"-drive if=none,id=drive5,format=raw,file.driver=blkdebug,file.config=" + faults + ",file.image.filename=" + strings.ReplaceAll(disk, ",", ",,") + " -device virtio-blk-pci,drive=drive5 ",
 		"-netdev user,restrict=on,guestfwd=tcp:10.0.2.100:9000-tcp:127.0.0.1:9310,id=net0 -device virtio-net-pci,romfile=,netdev=net0",
 	} {
 		if !strings.Contains(line+" ", want) {
@@ -594,6 +597,7 @@ func TestConfigRefused(t *testing.T) {
 		{"virtio cdrom", Config{Drives: []Drive{{Path: disk, Media: "cdrom", Interface: "virtio"}}}, "needs the ide interface"},
 		{"usb cdrom", Config{Drives: []Drive{{Path: disk, Media: "cdrom", Interface: "usb"}}}, "needs the ide interface"},
 		{"interface", Config{Drives: []Drive{{Path: disk, Interface: "scsi"}}}, "unknown interface"},
+		{"blkdebug config", Config{Drives: []Drive{{Path: disk, Blkdebug: filepath.Join(dir, "nope.cfg")}}}, "blkdebug config"},
 		{"five ide", Config{Drives: slices.Repeat([]Drive{{Path: disk, Interface: "ide"}}, 5)}, "room for 4"},
 		{"initrd alone", Config{Drives: d, Initrd: disk}, "without a kernel"},
 		{"unrestricted", Config{Drives: d, NetDev: "user,id=n"}, "restrict=on is required"},
