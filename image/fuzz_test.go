@@ -71,9 +71,7 @@ func FuzzReadSlot(f *testing.F) {
 	testfuzz.Add(f, "magic-only", []byte("hsqs"))
 	path := filepath.Join(f.TempDir(), "slot.img")
 	f.Fuzz(func(t *testing.T, img []byte) {
-		if err := os.WriteFile(path, img, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		testfuzz.WriteFile(t, path, img, 0o644)
 		info, err := Probe(bytes.NewReader(img), 0)
 		if err == nil && (info.Size < 0 || info.Size%4096 != 0 || info.Compression == "") {
 			t.Fatalf("Probe = %+v", info)

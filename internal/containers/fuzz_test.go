@@ -49,12 +49,8 @@ func FuzzLoad(f *testing.F) {
 	}
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, compose, env []byte) {
-		if err := os.WriteFile(filepath.Join(dir, ComposeFile), compose, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "web.env"), env, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		testfuzz.WriteFile(t, filepath.Join(dir, ComposeFile), compose, 0o644)
+		testfuzz.WriteFile(t, filepath.Join(dir, "web.env"), env, 0o644)
 		b, err := Load(context.Background(), dir)
 		if err != nil {
 			if !errors.Is(err, ErrRefused) || strings.Contains(err.Error(), "\n") {
@@ -190,12 +186,8 @@ func FuzzRender(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, template, values []byte) {
-		if err := os.WriteFile(filepath.Join(r.Templates, "web.env"), template, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(r.Data, "values.env"), values, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		testfuzz.WriteFile(t, filepath.Join(r.Templates, "web.env"), template, 0o644)
+		testfuzz.WriteFile(t, filepath.Join(r.Data, "values.env"), values, 0o600)
 		path, err := r.Render("web")
 		if err != nil {
 			return
@@ -248,9 +240,7 @@ func FuzzReadBundle(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		testfuzz.WriteFile(t, path, data, 0o644)
 		b, err := ReadBundle(root)
 		if err != nil {
 			return
@@ -259,9 +249,7 @@ func FuzzReadBundle(f *testing.F) {
 		if err != nil {
 			t.Fatalf("a bundle that reads does not marshal: %v", err)
 		}
-		if err := os.WriteFile(path, out, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		testfuzz.WriteFile(t, path, out, 0o644)
 		again, err := ReadBundle(root)
 		if err != nil {
 			t.Fatalf("re-marshalled bundle does not read: %v", err)

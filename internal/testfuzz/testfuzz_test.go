@@ -1,6 +1,10 @@
 package testfuzz
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
 
 // TestMarshal pins the format; go test reads every corpus file this package
 // wrote in the other packages and fails on one it cannot parse.
@@ -15,5 +19,15 @@ func TestMarshal(t *testing.T) {
 	}
 	if _, err := Marshal(1.5); err == nil {
 		t.Error("Marshal(float64) succeeded")
+	}
+}
+
+func TestWriteFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "input")
+	for _, data := range []string{"a longer first input", "short", "", "again"} {
+		WriteFile(t, path, []byte(data), 0o644)
+		if got, err := os.ReadFile(path); err != nil || string(got) != data {
+			t.Errorf("after WriteFile(%q): %q, %v", data, got, err)
+		}
 	}
 }
