@@ -119,8 +119,8 @@ func split(ctx context.Context, raw io.Reader, p Params, fn func(off int64, data
 	if p.CutXZ {
 		return splitXZ(ctx, raw, p, fn)
 	}
-	c := chunker.NewWithBoundaries(raw, chunker.Pol(p.Polynomial), uint(p.MinSize), uint(p.MaxSize))
-	c.SetAverageBits(int(p.AverageBits))
+	c, done := newChunker(raw, p)
+	defer done()
 	buf := make([]byte, p.MaxSize)
 	var off int64
 	for n := 0; ; n++ {
@@ -144,6 +144,25 @@ func split(ctx context.Context, raw io.Reader, p Params, fn func(off int64, data
 	}
 }
 
+// chunkers are kept between splits: a chunker reads through a buffer of
+// 512 KiB, which takes longer to allocate and clear than cutting an image
+// of a few chunks (a fuzzing execution's) does.
+var chunkers = sync.Pool{New: func() any {
+	return chunker.NewWithBoundaries(nil, chunker.Pol(Polynomial), uint(DefaultParams.MinSize), uint(DefaultParams.MaxSize))
+}}
+
+// newChunker returns a chunker of p over rd, and done, which returns it to
+// chunkers.
+func newChunker(rd io.Reader, p Params) (c *chunker.Chunker, done func()) {
+	c = chunkers.Get().(*chunker.Chunker)
+	c.ResetWithBoundaries(rd, chunker.Pol(p.Polynomial), uint(p.MinSize), uint(p.MaxSize))
+	c.SetAverageBits(int(p.AverageBits))
+	return c, func() {
+		c.ResetWithBoundaries(nil, chunker.Pol(p.Polynomial), uint(p.MinSize), uint(p.MaxSize)) // keeps no reader
+		chunkers.Put(c)
+	}
+}
+
 // xzMagic starts every xz stream: the header of each block squashfs
 // compresses with xz.
 var xzMagic = []byte{0xfd, '7', 'z', 'X', 'Z', 0}
@@ -159,7 +178,8 @@ func splitXZ(ctx context.Context, raw io.Reader, p Params, fn func(off int64, da
 	look := maxSize + len(xzMagic) - 1
 	buf := make([]byte, 2*look)
 	scratch := make([]byte, 0, maxSize)
-	c := chunker.NewWithBoundaries(nil, chunker.Pol(p.Polynomial), uint(minSize), uint(maxSize))
+	c, done := newChunker(nil, p)
+	defer done()
 	var window bytes.Reader
 	var off int64
 	lo, hi, eof := 0, 0, false
@@ -237,13 +257,7 @@ func build(ctx context.Context, raw io.Reader, zst io.Writer, p Params, workers 
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("chunker parameters: %w", err)
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault),
-		zstd.WithEncoderConcurrency(workers), zstd.WithEncoderCRC(true))
-	if err != nil {
-		return nil, fmt.Errorf("zstd encoder: %w", err)
-	}
-	defer enc.Close()
-
+	enc := encoder()
 	g, gctx := errgroup.WithContext(ctx)
 	jobs := make(chan *job)
 	order := make(chan *job, 2*workers)
@@ -316,6 +330,18 @@ func build(ctx context.Context, raw io.Reader, zst io.Writer, p Params, workers 
 	copy(idx.SHA256[:], whole.Sum(nil))
 	return idx, nil
 }
+
+// encoder compresses chunks for build; its EncodeAll is safe for concurrent
+// use, GOMAXPROCS calls at a time. Made once: its tables are megabytes to
+// allocate and clear, more than a fuzzing execution's whole work.
+var encoder = sync.OnceValue(func() *zstd.Encoder {
+	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault),
+		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderCRC(true))
+	if err != nil {
+		panic(fmt.Sprintf("zstd encoder with constant options: %v", err))
+	}
+	return e
+})
 
 // decoder decodes frames of at most MaxChunkSize bytes; its DecodeAll is safe
 // for concurrent use. It skips the frames' own checksums: every decoded
