@@ -95,7 +95,7 @@ sector = "%d"
 
 	vm.Send("run apply --read-back")
 	line = expect(t, vm, `updater: write slot b: .*input/output error`)
-	wantDeviceError(t, line, "read /dev/vda: ")
+	wantDeviceError(t, line, "from /dev/vda at ")
 	expect(t, vm, `twinroot-init: run exit=1`)
 	step("the read back of slot b failed: %s", strings.TrimSpace(line))
 	if s, raw := guestStatusJSON(t, vm); s.Committed != "a" || s.Trial != "" || s.Slots["b"].State != bootstate.Writing {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -104,7 +105,10 @@ func (w *Write) Run(ctx context.Context) (fetch.Stats, error) {
 		return stats, fmt.Errorf("write slot %s: %w; nothing written", w.Slot, err)
 	case err != nil:
 		resume := ""
-		if journal != nil {
+		switch {
+		case errors.Is(err, fetch.ErrSlotMismatch):
+			resume = "; the next run writes it afresh"
+		case journal != nil:
 			resume = "; the next run resumes"
 		}
 		return stats, fmt.Errorf("write slot %s: %w (slot %s stays unbootable%s)", w.Slot, err, w.Slot, resume)

@@ -874,7 +874,7 @@ func (r *run) readTarget(j *job, off int64) error {
 		return fmt.Errorf("chunk %d: read its copy at %d: %w", j.i, r.o.TargetOffset+off, err)
 	}
 	if sha256.Sum256(j.slot.Buf) != c.SHA256 {
-		return fmt.Errorf("chunk %d: its copy at %d does not match the index", j.i, r.o.TargetOffset+off)
+		return fmt.Errorf("chunk %d: its copy on %s at %d does not match the index", j.i, r.targetName(), r.o.TargetOffset+off)
 	}
 	r.n.reused.Add(c.Length)
 	return nil
@@ -914,14 +914,23 @@ func (r *run) verify(ctx context.Context) error {
 			return err
 		}
 		buf = grow(buf, c.Length)
-		if _, err := r.o.Target.ReadAt(buf, r.o.TargetOffset+c.Offset); err != nil {
-			return fmt.Errorf("verify slot: read back chunk %d at %d: %w", i, r.o.TargetOffset+c.Offset, err)
+		at := r.o.TargetOffset + c.Offset
+		if _, err := r.o.Target.ReadAt(buf, at); err != nil {
+			return fmt.Errorf("verify slot: read back chunk %d from %s at %d: %w", i, r.targetName(), at, bare(err))
 		}
 		if sha256.Sum256(buf) != c.SHA256 {
-			return fmt.Errorf("%w: chunk %d (raw %d+%d) reads back different bytes than the index names", ErrSlotMismatch, i, c.Offset, c.Length)
+			return fmt.Errorf("%w: chunk %d (raw %d+%d) read back from %s at %d differs from the index", ErrSlotMismatch, i, c.Offset, c.Length, r.targetName(), at)
 		}
 	}
 	return nil
+}
+
+// targetName names the target in errors: its device or file.
+func (r *run) targetName() string {
+	if f, ok := r.o.Target.(interface{ Name() string }); ok {
+		return f.Name()
+	}
+	return "the target"
 }
 
 // grow returns b resized to n bytes, reusing its array when it is big enough.

@@ -93,8 +93,8 @@ func (j FileJournal) Save(s State) error {
 	return nil
 }
 
-// bare drops what an *os.PathError repeats: the operation and the name of
-// the temporary file, which the message replaces with the journal's.
+// bare drops what an *os.PathError repeats, its operation and path (a
+// temporary file's): the message names the file or device itself.
 func bare(err error) error {
 	if pe, ok := err.(*os.PathError); ok {
 		return pe.Err

@@ -78,11 +78,19 @@ func LoopDisk(t testing.TB, size int64) (dev, file string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return Loop(t, file), file
+}
+
+// Loop attaches file to a free loop device, detached when the test ends
+// (also on failure). It needs root.
+func Loop(t testing.TB, file string) (dev string) {
+	t.Helper()
+	NeedRoot(t)
 	out, err := exec.Command("losetup", "--find", "--show", file).CombinedOutput()
 	if err != nil {
 		t.Fatalf("no free loop device: %v: %s", err, out)
 	}
 	dev = strings.TrimSpace(string(out))
 	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
-	return dev, file
+	return dev
 }
