@@ -41,7 +41,10 @@ committed slot. After GRUB fell back from a trial that never came up
 it takes over the hardware watchdog the system armed early (GRUB passes
 twinroot.trial=1), feeds it while the gate runs and disarms it once the
 slot is committed; a watchdog PID 1 holds (systemd) is left to PID 1. A version marked
-bad is remembered and never retried automatically; a newer one is.
+bad is remembered and never retried automatically; a newer one is. When
+the data partition is too full to remember it, the failed trial is not
+marked bad but left all the same: GRUB falls back once its tries are used,
+and the boot after records it.
 
 Then, when the device config exists, it checks the release channel and
 applies a newer release as updater apply does.
