@@ -119,6 +119,10 @@ func storeRound(ctx context.Context, o options) (storeRun, error) {
 		return storeRun{}, err
 	}
 	defer os.RemoveAll(tmp)
+	// The test runs in its package's directory: TMPDIR must not be relative.
+	if tmp, err = filepath.Abs(tmp); err != nil {
+		return storeRun{}, err
+	}
 	defer killUnder(tmp)
 	args := []string{"test", "-count=1", "-json", "-timeout", storeTimeout, "-run", "^" + storeTest + "$", storePkg}
 	cmd := command(ctx, o.Module, "go", args...)
@@ -202,6 +206,8 @@ func parseStore(out []byte) storeRun {
 			tests = append(tests, e.Test)
 		case "pass", "fail", "skip":
 			result[e.Test] = e.Action
+		case "build-output":
+			all = append(all, strings.TrimRight(e.Output, "\n"))
 		case "output":
 			l := strings.TrimRight(e.Output, "\n")
 			output[e.Test] = append(output[e.Test], l)

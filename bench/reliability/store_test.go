@@ -87,3 +87,15 @@ func TestStoreRows(t *testing.T) {
 		t.Errorf("clean row's command %s, want %s", got, want)
 	}
 }
+
+func TestParseStoreBuildFailure(t *testing.T) {
+	out := `{"ImportPath":"github.com/twinroot/twinroot/internal/agent [github.com/twinroot/twinroot/internal/agent.test]","Action":"build-output","Output":"# github.com/twinroot/twinroot/internal/agent\n"}
+{"ImportPath":"github.com/twinroot/twinroot/internal/agent [github.com/twinroot/twinroot/internal/agent.test]","Action":"build-output","Output":"internal/agent/boot.go:12:2: undefined: x\n"}
+{"Action":"start","Package":"github.com/twinroot/twinroot/internal/agent"}
+{"Action":"fail","Package":"github.com/twinroot/twinroot/internal/agent","Elapsed":0,"FailedBuild":"github.com/twinroot/twinroot/internal/agent [github.com/twinroot/twinroot/internal/agent.test]"}
+`
+	r := parseStore([]byte(out))
+	if len(r.Cases) != 0 || !strings.Contains(r.Tail, "undefined: x") {
+		t.Errorf("parseStore of a build failure: %d cases, tail %q", len(r.Cases), r.Tail)
+	}
+}
