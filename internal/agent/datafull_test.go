@@ -26,7 +26,9 @@ import (
 //   - an apply whose journal cannot be written fails before the slot is
 //     touched, and a round whose check cannot save state.json fails before
 //     it applies; each error is one line naming the file and ENOSPC, and
-//     the disk is byte for byte as it was; once there is room the round
+//     the disk is byte for byte as it was;
+//   - an apply that fills the data partition while it writes leaves slot B
+//     unbootable and slot A as it was; once there is room the round
 //     writes and arms the release;
 //   - a trial that fails its gate while its version cannot be recorded is
 //     not marked bad but left at once (reboot); the boot GRUB falls back
@@ -55,6 +57,26 @@ func TestDataPartitionFull(t *testing.T) {
 	_, err = round().Run(ctx)
 	wantNoSpace(t, "Run", err, c.state.Path(state.FileName), "no slot touched")
 	unchanged.check(t, "a round without room for its state")
+
+	// With room for the journal's first record, and then none: slot b is
+	// left unbootable, slot a as it was.
+	free()
+	r = round()
+	var filled bool
+	r.Updater.Progress = func(done, total int64) {
+		if done >= total/2 && !filled {
+			filled = true
+			if free, err = fillUp(dir); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	_, err = r.Run(ctx)
+	wantNoSpace(t, "Run filling up", err, c.state.Path(state.JournalFile), "slot b stays unbootable; the next run resumes")
+	if st, _ := c.disk.Load(); st != (bootstate.State{Committed: partition.A, A: bootstate.OK, B: bootstate.Writing}) ||
+		slotSum(t, c.disk, partition.A) != unchanged.slotA {
+		t.Errorf("after the journal filled the data partition: boot state %+v, slot a changed: %v", st, slotSum(t, c.disk, partition.A) != unchanged.slotA)
+	}
 
 	free()
 	if res, err := round().Run(ctx); err != nil || res.Apply == nil {
@@ -123,18 +145,27 @@ func smallFS(t *testing.T, size int) string {
 // what removes it.
 func fill(t *testing.T, dir string) (free func()) {
 	t.Helper()
+	free, err := fillUp(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return free
+}
+
+// fillUp is fill for any goroutine.
+func fillUp(dir string) (free func(), err error) {
 	p := filepath.Join(dir, "filler")
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer f.Close()
 	buf := make([]byte, 4096)
 	for {
 		if _, err := f.Write(buf); errors.Is(err, syscall.ENOSPC) {
-			return func() { os.Remove(p) }
+			return func() { os.Remove(p) }, nil
 		} else if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
 }
