@@ -3,26 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"fmt"
-	"io"
-	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twinroot/twinroot/internal/bootstate"
+	"github.com/twinroot/twinroot/internal/cli"
+	"github.com/twinroot/twinroot/internal/config"
 	"github.com/twinroot/twinroot/internal/grub"
-	"github.com/twinroot/twinroot/internal/install"
-	"github.com/twinroot/twinroot/internal/keys"
 	"github.com/twinroot/twinroot/internal/partition"
 	"github.com/twinroot/twinroot/internal/release"
-	"github.com/twinroot/twinroot/internal/source"
+	"github.com/twinroot/twinroot/internal/state"
 	"github.com/twinroot/twinroot/internal/testenv"
 	"github.com/twinroot/twinroot/internal/testrelease"
 )
@@ -37,153 +33,187 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func hashRange(t *testing.T, f *os.File, off, n int64) [32]byte {
-	t.Helper()
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, off, n)); err != nil {
-		t.Fatal(err)
-	}
-	var s [32]byte
-	copy(s[:], h.Sum(nil))
-	return s
-}
-
-// TestPowerCutsDuringApply kills `updater apply` with SIGKILL at 200 random
-// moments while it writes a release into slot B of a loop device, for each
-// way a release reaches the engine: the channel's store and a release
-// directory on local media (--from). After every cut the running slot A is
-// untouched, the boot state is valid and boots A; the next run resumes
-// from the journal, and the last one ends with a verified, armed slot B.
+// TestPowerCutsDuringApply kills `updater apply` at random instants while
+// it writes release 2.0.0 into slot B, for each way a release reaches the
+// engine: the channel's store and a release directory on local media
+// (--from). The updater keeps its state on the disk's data partition.
+// After every kill the boot state is one apply writes and boots A or a
+// verified B, the data partition passes e2fsck, and nothing outside the
+// updater's state and slot B changed; the interrupted apply finishes in a
+// run of its own, at once or after more kills, and the last one ends with
+// a verified, armed slot B.
 func TestPowerCutsDuringApply(t *testing.T) {
-	if testing.Short() {
-		t.Skip("400 process kills: slow")
-	}
-	testenv.NeedRoot(t)
 	for _, from := range []string{"channel", "local"} {
-		t.Run(from, func(t *testing.T) { powerCuts(t, from == "local") })
+		t.Run(from, func(t *testing.T) { powerCutsApply(t, from == "local") })
 	}
 }
 
-func powerCuts(t *testing.T, local bool) {
-	ctx := context.Background()
-	k, pub := testrelease.Key(t)
-	v1, v2 := testrelease.Small(t, pub, "1.0.0", 1, 24<<20, "none"), testrelease.Small(t, pub, "2.0.0", 2, 24<<20, "none")
-	grubDir := t.TempDir()
-	if err := grub.BuildImages(ctx, grubDir); err != nil {
-		t.Fatal(err)
-	}
-	dev, _ := testenv.LoopDisk(t, partition.MinDiskSize(32<<20))
-	if _, err := install.Install(ctx, install.Options{Disk: dev, Image: filepath.Join(v1, release.SlotFile), GrubDir: grubDir, SlotSize: 32 << 20, Finder: &partition.Finder{SysBlock: "/sys/block", DevDir: "/dev"}}); err != nil {
-		t.Fatal(err)
-	}
-	storeDir := t.TempDir()
-	st, _ := source.OpenStore(ctx, "file://"+storeDir, source.Options{})
-	if _, err := release.Publish(ctx, st, release.PublishOptions{Dir: v2, Channel: "stable", Signers: []*keys.PrivateKey{k}, TTL: time.Hour}); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(t.TempDir(), "device.yaml")
-	os.WriteFile(cfg, []byte("source: file://"+storeDir+"\n"), 0o600)
-	stateDir := filepath.Join(t.TempDir(), "state")
-	args := []string{"apply", "--disk", dev, "--running-slot", "a", "--config", cfg, "--state-dir", stateDir}
+func powerCutsApply(t *testing.T, local bool) {
+	r := newPowerRig(t)
+	args := []string{"apply", "--disk", r.file, "--running-slot", "a"}
+	op := "apply-channel"
 	if local {
-		if _, _, err := release.SignDir(ctx, v2, "stable", time.Now(), time.Hour, k); err != nil {
+		if _, _, err := release.SignDir(context.Background(), r.v2, "stable", time.Now(), time.Hour, r.key); err != nil {
 			t.Fatal(err)
 		}
-		args = append(args, "--from", v2)
+		args, op = append(args, "--from", r.v2), "apply-local"
 	}
-
-	d, err := bootstate.OpenDisk(dev)
+	s0 := r.load()
+	prepared, err := s0.Prepare(partition.B, partition.A)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Close()
-	runningSum := hashRange(t, d.File, d.Layout.A.Start, d.Layout.A.Size)
-	runOnce := func(kill time.Duration) (string, error) {
-		cmd := exec.Command(os.Args[0], args...)
-		cmd.Env = append(os.Environ(), "TWINROOT_RUN_UPDATER=1")
-		var buf bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &buf, &buf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if kill > 0 {
-			timer := time.AfterFunc(kill, func() { cmd.Process.Signal(syscall.SIGKILL) })
-			defer timer.Stop()
-		}
-		err := cmd.Wait()
-		return buf.String(), err
-	}
-	// Three runs measure how long a whole apply takes (the median: the
-	// first reads a cold store), each undone.
-	var fulls []time.Duration
-	for range 3 {
-		start := time.Now()
-		if out, err := runOnce(0); err != nil {
-			t.Fatalf("apply: %v\n%s", err, out)
-		}
-		fulls = append(fulls, time.Since(start))
-		if _, err := d.Update(func(s bootstate.State) (bootstate.State, error) { return s.Prepare(partition.B, partition.A) }); err != nil {
-			t.Fatal(err)
-		}
-		os.RemoveAll(stateDir)
-	}
-	slices.Sort(fulls)
-	full := fulls[1]
-	t.Logf("a whole apply takes %v (of %v); cutting at random moments in it", full.Round(time.Millisecond), fulls)
-
-	r := rand.New(rand.NewSource(42))
-	cuts, finished := 0, 0
-	for i := 0; cuts < 200; i++ {
-		// About half the runs finish first (a resumed run has less to
-		// do); many more is a bug, not bad luck.
-		if i == 1000 {
-			t.Fatalf("only %d cuts in %d runs", cuts, i)
-		}
-		at := time.Duration(r.Int63n(int64(full))) + time.Millisecond
-		out, err := runOnce(at)
-		if err == nil {
-			finished++
-			// Undo, to keep cutting fresh applies as well as resumed ones.
-			d.Update(func(s bootstate.State) (bootstate.State, error) { return s.Prepare(partition.B, partition.A) })
-			os.RemoveAll(stateDir)
-		} else if !strings.Contains(err.Error(), "killed") {
-			t.Fatalf("run %d failed by itself: %v\n%s", i, err, out)
-		} else {
-			cuts++
-		}
-		if got := hashRange(t, d.File, d.Layout.A.Start, d.Layout.A.Size); got != runningSum {
-			t.Fatalf("cut %d at %v changed the running slot A", i, at)
-		}
-		s, err := d.Load()
-		if err != nil {
-			t.Fatalf("cut %d: boot state unreadable: %v", i, err)
-		}
-		if slot, _ := s.GrubBoot(); s.Committed != partition.A || (slot == partition.B && s.B != bootstate.OK) {
-			t.Fatalf("cut %d at %v: boot state %+v would boot %s", i, at, s, slot)
-		}
-		if s.B == bootstate.OK && s.Trial != partition.B {
-			t.Fatalf("cut %d: slot B ok but not armed: %+v", i, s)
-		}
-	}
-	o, err := runOnce(0)
+	armed, err := prepared.Arm(partition.B, partition.A, config.DefaultTrialBoots)
 	if err != nil {
-		t.Fatalf("final apply: %v\n%s", err, o)
+		t.Fatal(err)
 	}
-	s, _ := d.Load()
-	if s.Trial != partition.B || s.B != bootstate.OK {
-		t.Fatalf("after the last run: %+v", s)
+	allowed := []bootstate.State{s0, prepared, armed}
+	r.record(partition.B)
+	phase := map[bootstate.State]string{s0: "before-prepare", prepared: "writing-slot-b", armed: "after-arm"}
+	// afresh undoes a whole apply, so the kills land in fresh applies as
+	// well as in resumed ones.
+	afresh := func() {
+		r.save(s0)
+		r.restoreState()
 	}
-	v2raw, _ := os.ReadFile(filepath.Join(v2, release.SlotFile))
-	got := make([]byte, len(v2raw))
-	d.File.ReadAt(got, d.Layout.B.Start)
-	if !bytes.Equal(got, v2raw) {
-		t.Fatal("slot B differs from the release after the cuts")
+
+	whole := r.run(0, args...)
+	if whole.err != nil {
+		t.Fatalf("apply: %v\n%s", whole.err, whole.out)
 	}
-	t.Logf("%d cuts, %d runs finished between them; slot B verified and armed (%d bytes)", cuts, finished, len(v2raw))
+	afresh()
+	k, n := newKiller(powerSeed(t), whole.took, false), powerKills(t)
+	for i := 0; k.kills < n; i++ {
+		if i == giveUp(n) {
+			t.Fatalf("%d kills in %d runs", k.kills, i)
+		}
+		at := k.next()
+		res := r.run(at, args...)
+		what := fmt.Sprintf("run %d, killed at %v", i, at)
+		if !res.killed {
+			if res.err != nil {
+				t.Fatalf("run %d failed by itself: %v\n%s", i, res.err, res.out)
+			}
+			k.ranWhole(at, res.took)
+			if got := r.load(); got != armed {
+				t.Fatalf("run %d ended with boot state %+v, want %+v", i, got, armed)
+			}
+			afresh()
+			continue
+		}
+		r.check(what, allowed)
+		k.killed(at, phase[r.load()], false)
+		// Every other kill, the interrupted apply finishes at once and the
+		// next starts afresh; else the next run resumes it, maybe to be
+		// killed again.
+		if k.rand.Intn(2) == 0 {
+			if res := r.run(0, args...); res.err != nil || r.load() != armed || !r.holdsV2(partition.B) {
+				t.Fatalf("%s, then run again: %v, boot state %+v\n%s", what, res.err, r.load(), res.out)
+			}
+			afresh()
+		}
+	}
+	if res := r.run(0, args...); res.err != nil {
+		t.Fatalf("final apply: %v\n%s", res.err, res.out)
+	}
+	r.check("after the last run", allowed)
+	if s := r.load(); s != armed || !r.holdsV2(partition.B) {
+		t.Fatalf("after the last run: %+v, slot B holds 2.0.0: %v", s, r.holdsV2(partition.B))
+	}
+	k.report(t, op)
 }
 
-// TestPowerCutsDuringInstall kills `installer install` with SIGKILL at 200
-// random moments while it writes a signed release onto a loop device. An
+// TestPowerCutsInBootState kills each command that rewrites the boot state
+// of a trial boot of slot B at random instants: commit, rollback, and the
+// health gate of updater boot with its two outcomes, the commit write and
+// the mark-bad write. After every kill the disk shows a stage of the one
+// save the command makes (counted per stage), both copies hold the state
+// before or after, GRUB boots the committed slot, the data partition
+// passes e2fsck and nothing outside the updater's state changed; then the
+// command, run again when its state is not yet written, finishes.
+func TestPowerCutsInBootState(t *testing.T) {
+	r := newPowerRig(t)
+	if res := r.run(0, "apply", "--disk", r.file, "--running-slot", "a"); res.err != nil {
+		t.Fatalf("apply: %v\n%s", res.err, res.out)
+	}
+	_, trial := r.load().GrubBoot() // GRUB has booted B: its trial runs
+	r.save(trial)
+	r.record()
+	before := r.envBlocks()
+	disk := []string{"--disk", r.file, "--running-slot", "b"}
+	// The gate passes at once, or fails at its short deadline.
+	gate := func(cmd, deadline string) []string {
+		return append([]string{"boot", "--health-cmd", cmd, "--health-timeout", deadline}, disk...)
+	}
+	commit, _ := trial.Commit(partition.B)
+	rolledBack, _ := trial.Rollback(partition.B)
+	bad, _ := trial.MarkBad(partition.B)
+	for _, c := range []struct {
+		op   string
+		args []string
+		next bootstate.State
+		code int
+	}{
+		{"commit", append([]string{"commit"}, disk...), commit, cli.ExitOK},
+		{"rollback", append([]string{"rollback"}, disk...), rolledBack, cli.ExitOK},
+		{"boot-commit", gate("true", "1m"), commit, cli.ExitOK},
+		{"boot-mark-bad", gate("false", "50ms"), bad, cli.ExitUnhealthy},
+	} {
+		t.Run(c.op, func(t *testing.T) {
+			r := r.in(t)
+			steps := stepsOf(t, before, c.next)
+			allowed := []bootstate.State{trial, c.next}
+			// finish runs the command whole and checks where it ends.
+			finish := func(what string) runResult {
+				res := r.run(0, c.args...)
+				if res.killed || res.exitCode() != c.code {
+					t.Fatalf("%s: %s exited %d, want %d: %v\n%s", what, c.op, res.exitCode(), c.code, res.err, res.out)
+				}
+				if s := r.load(); s != c.next {
+					t.Fatalf("%s: %s left %+v, want %+v", what, c.op, s, c.next)
+				}
+				return res
+			}
+			r.writeEnvBlocks(before)
+			k, n := newKiller(powerSeed(t), finish("a whole run").took, true), powerKills(t)
+			for i := 0; k.kills < n; i++ {
+				if i == giveUp(n) {
+					t.Fatalf("%d kills in %d runs", k.kills, i)
+				}
+				r.writeEnvBlocks(before)
+				at := k.next()
+				res := r.run(at, c.args...)
+				what := fmt.Sprintf("run %d, killed at %v", i, at)
+				if !res.killed {
+					if res.exitCode() != c.code || r.load() != c.next {
+						t.Fatalf("run %d exited %d, want %d, boot state %+v: %v\n%s", i, res.exitCode(), c.code, r.load(), res.err, res.out)
+					}
+					k.ranWhole(at, res.took)
+					continue
+				}
+				step := steps.step(r.envBlocks())
+				if step < 0 {
+					t.Fatalf("%s: the environment blocks are no stage of the save", what)
+				}
+				r.check(what, allowed)
+				k.killed(at, stepNames[step], step == 0)
+				if r.load() != c.next {
+					finish(what + ", then run again")
+				}
+			}
+			if c.next == bad {
+				st, err := exec.Command("debugfs", "-R", "cat /"+stateRel+"/"+state.FileName, r.dataPath()).Output()
+				if err != nil || !strings.Contains(string(st), `"2.0.0"`) {
+					t.Errorf("version 2.0.0 not recorded bad: %v\n%s", err, st)
+				}
+			}
+			k.report(t, c.op)
+		})
+	}
+}
+
+// TestPowerCutsDuringInstall kills `installer install` with SIGKILL at
+// random moments (powerKills of them) while it writes a signed release onto a loop device. An
 // install keeps no journal: after every cut the disk either boots nothing
 // (the boot code is written last) or is the whole install, and the next
 // run (with --wipe-data, as a cut install may have formatted the data
@@ -191,13 +221,13 @@ func powerCuts(t *testing.T, local bool) {
 // committed.
 func TestPowerCutsDuringInstall(t *testing.T) {
 	if testing.Short() {
-		t.Skip("200 process kills: slow")
+		t.Skip("process kills: slow")
 	}
 	testenv.NeedRoot(t)
 	ctx := context.Background()
-	k, pub := testrelease.Key(t)
+	key, pub := testrelease.Key(t)
 	v1 := testrelease.Small(t, pub, "1.0.0", 1, 24<<20, "none")
-	if _, _, err := release.SignDir(ctx, v1, "stable", time.Now(), time.Hour, k); err != nil {
+	if _, _, err := release.SignDir(ctx, v1, "stable", time.Now(), time.Hour, key); err != nil {
 		t.Fatal(err)
 	}
 	grubDir := t.TempDir()
@@ -246,40 +276,35 @@ func TestPowerCutsDuringInstall(t *testing.T) {
 			t.Fatalf("%s: boot code written, slot A differs from the release", what)
 		}
 	}
-	var fulls []time.Duration
-	for range 3 {
-		start := time.Now()
-		if err := runOnce(0); err != nil {
-			t.Fatal(err)
-		}
-		fulls = append(fulls, time.Since(start))
+	start := time.Now()
+	if err := runOnce(0); err != nil {
+		t.Fatal(err)
 	}
-	slices.Sort(fulls)
-	full := fulls[1]
-	t.Logf("a whole install takes %v (of %v); cutting at random moments in it", full.Round(time.Millisecond), fulls)
-	r := rand.New(rand.NewSource(7))
+	k, n := newKiller(powerSeed(t), time.Since(start), false), powerKills(t)
 	bootCode := make([]byte, 440)
-	cuts, finished := 0, 0
-	for i := 0; cuts < 200; i++ {
-		if i == 1000 {
-			t.Fatalf("only %d cuts in %d runs", cuts, i)
+	for i := 0; k.kills < n; i++ {
+		if i == giveUp(n) {
+			t.Fatalf("%d kills in %d runs", k.kills, i)
 		}
-		at := time.Duration(r.Int63n(int64(full))) + time.Millisecond
+		at := k.next()
+		start := time.Now()
 		if runOnce(at) == nil {
-			finished++
-		} else {
-			cuts++
+			k.ranWhole(at, time.Since(start))
+			continue
 		}
 		dr, _ := os.Open(dev)
 		dr.ReadAt(bootCode, 0)
 		dr.Close()
+		phase := "before-boot-code"
 		if !bytes.Equal(bootCode, make([]byte, 440)) {
-			installed(fmt.Sprintf("cut %d at %v", i, at))
+			installed(fmt.Sprintf("kill %d at %v", i, at))
+			phase = "after-boot-code"
 		}
+		k.killed(at, phase, false)
 	}
 	if err := runOnce(0); err != nil {
 		t.Fatal(err)
 	}
 	installed("after the last run")
-	t.Logf("%d cuts, %d runs finished between them; slot A verified and committed", cuts, finished)
+	k.report(t, "install")
 }
