@@ -28,8 +28,19 @@
 //     the requests at the proxy and the retries, the round's time. The
 //     short form is one round.
 //
-// Power cuts, disk faults, the clock and the watchdog join the list as
-// further parts.
+//   - power: the power-cut tests of cmd/updater (TestPowerCutsDuringApply,
+//     TestPowerCutsInBootState, TestPowerCutsDuringInstall) with
+//     TWINROOT_POWER_KILLS=250: apply (from the channel and from a local
+//     release), commit, rollback, boot's commit write and its mark-bad
+//     write, and the installer, each SIGKILLed 250 times at seeded random
+//     instants on a loop device, checked after every kill (boot state,
+//     GRUB's choice, e2fsck -fn of the data partition, every byte outside
+//     the updater's state) and finished afterwards. A row per operation:
+//     its kills, the runs that ended before their kill, the kills by phase
+//     and those inside a boot-state write. The short form is 12 kills of
+//     each, as in make test.
+//
+// Disk faults, the clock and the watchdog join the list as further parts.
 //
 // The report heads with the date, the commit, the machine (CPU, cores,
 // memory, kernel, Go) and the command that made it; a run with fewer

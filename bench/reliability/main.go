@@ -35,6 +35,7 @@ type part struct {
 var parts = []part{
 	{"fuzz", fuzzPart},
 	{"store", storePart},
+	{"power", powerPart},
 }
 
 type options struct {
