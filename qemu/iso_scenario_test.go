@@ -125,6 +125,7 @@ func TestISOInstall(t *testing.T) {
 		{"uefi-usb-stick", qemu.UEFI, qemu.Drive{Interface: "usb", BootOrder: 1}, "/dev/vda"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			start := time.Now()
 			t.Cleanup(func() { t.Logf("scenario %s took %v", t.Name(), time.Since(start).Round(100*time.Millisecond)) })
 			disk := emptyDisk(t, "disk.img")
@@ -160,6 +161,7 @@ func TestISOInstall(t *testing.T) {
 func TestISORefuses(t *testing.T) {
 	l, iso := testISO(t)
 	t.Run("holds-twinroot", func(t *testing.T) {
+		t.Parallel()
 		start := time.Now()
 		t.Cleanup(func() { t.Logf("scenario %s took %v", t.Name(), time.Since(start).Round(100*time.Millisecond)) })
 		disk := filepath.Join(t.TempDir(), "disk.img")
@@ -182,6 +184,7 @@ func TestISORefuses(t *testing.T) {
 		}
 	})
 	t.Run("corrupt-image", func(t *testing.T) {
+		t.Parallel()
 		start := time.Now()
 		t.Cleanup(func() { t.Logf("scenario %s took %v", t.Name(), time.Since(start).Round(100*time.Millisecond)) })
 		bad := filepath.Join(t.TempDir(), "corrupt.iso")

@@ -66,11 +66,14 @@ func TestScenarioUpdateFromMinIO(t *testing.T) {
 		return dir
 	}
 
-	// Under both firmwares: the guest's network and the trial boots after
-	// an update go through OVMF's drivers too (2.5 to 4.5 minutes each on
-	// two busy cores under TCG).
+	// Under both firmwares, side by side: the guest's network and the
+	// trial boots after an update go through OVMF's drivers too (about
+	// 2.5 minutes each under TCG, one core each).
 	for _, fw := range firmwares {
-		t.Run(string(fw), func(t *testing.T) { updateScenario(t, l, s3, fw, release) })
+		t.Run(string(fw), func(t *testing.T) {
+			t.Parallel()
+			updateScenario(t, l, s3, fw, release)
+		})
 	}
 }
 
