@@ -37,7 +37,7 @@
 //     GRUB's choice, e2fsck -fn of the data partition, every byte outside
 //     the updater's state) and finished afterwards. A row per operation:
 //     its kills, the runs that ended before their kill, the kills by phase
-//     and those inside a boot-state write. The short form is 12 kills of
+//     and those inside a boot-state write. The short form is 16 kills of
 //     each, as in make test.
 //
 // Disk faults, the clock and the watchdog join the list as further parts.

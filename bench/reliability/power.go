@@ -19,7 +19,7 @@ import (
 // kills each shortPowerKills times.
 const (
 	powerKills      = 250
-	shortPowerKills = 12
+	shortPowerKills = 16
 )
 
 const (

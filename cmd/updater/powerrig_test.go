@@ -45,7 +45,7 @@ func powerKills(t *testing.T) int {
 		}
 		return n
 	}
-	return 12
+	return 16
 }
 
 // powerSeed seeds the kill instants: TWINROOT_POWER_SEED, else 1.
@@ -505,7 +505,8 @@ type killer struct {
 }
 
 func newKiller(seed int64, whole time.Duration, aim bool) *killer {
-	return &killer{rand: rand.New(rand.NewSource(seed)), seed: seed, spans: []time.Duration{whole}, aim: aim, edge: whole / 2, phases: map[string]int{}, start: time.Now()}
+	// A boot-state save comes near the end of a run: start looking there.
+	return &killer{rand: rand.New(rand.NewSource(seed)), seed: seed, spans: []time.Duration{whole}, aim: aim, edge: whole * 3 / 4, phases: map[string]int{}, start: time.Now()}
 }
 
 // next is the next kill instant.
@@ -536,7 +537,11 @@ func (k *killer) killed(at time.Duration, phase string, beforeWrite bool) {
 }
 
 func (k *killer) moveEdge(at time.Duration, beforeWrite bool) {
-	step := slices.Max(k.spans) / 32
+	// Big steps first, to find the write; then small ones, to stay on it.
+	step := slices.Max(k.spans) / 16
+	if k.kills+k.ended > 16 {
+		step /= 3
+	}
 	if beforeWrite && at >= k.edge {
 		k.edge += step
 	} else if !beforeWrite && at <= k.edge {
