@@ -125,8 +125,9 @@ func newPowerRig(t *testing.T) *powerRig {
 	if r.v2image, err = os.ReadFile(filepath.Join(r.v2, release.SlotFile)); err != nil {
 		t.Fatal(err)
 	}
-	r.stateSaved = filepath.Join(t.TempDir(), "state")
-	r.dump(stateRel, r.stateSaved)
+	saved := t.TempDir()
+	r.dump(stateRel, saved) // into saved/state
+	r.stateSaved = filepath.Join(saved, filepath.Base(stateRel))
 	t.Cleanup(r.unmountLeftovers)
 	return r
 }
@@ -281,8 +282,9 @@ func (r *powerRig) unmountLeftovers() {
 	}
 }
 
-// dump copies the directory rel of the data partition (all of it for "")
-// out to dir with debugfs, which reads the partition in place.
+// dump copies the directory rel of the data partition out into dir with
+// debugfs, which reads the partition in place: as dir/<last name of rel>,
+// or the whole partition's files right in dir for "".
 func (r *powerRig) dump(rel, dir string) {
 	r.t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
