@@ -14,9 +14,12 @@
 //     in the Go build cache from earlier runs. A target that fails leaves its
 //     input in testdata/fuzz/<Name>/, where go test runs it from then on: a
 //     regression test once committed. Each new input the engine finds is
-//     minimized for at most -fuzz-minimize (5s): with Go's default of a
-//     minute, targets whose inputs are kilobytes (slot images, GPTs) spent
-//     nearly all their time minimizing, not fuzzing. The short form of this
+//     minimized for at most -fuzz-minimize executions (1000x): with Go's
+//     default of a minute, targets whose inputs are kilobytes (slot images,
+//     GPTs) spent nearly all their time minimizing, not fuzzing, and with
+//     five seconds still seven tenths of it (a slot image's new input takes
+//     all five, a fast target's a few milliseconds). A count costs each
+//     target in proportion to its speed. The short form of this
 //     part is plain go test, which runs every seed corpus as ordinary tests.
 //
 //   - store: the store-fault table of internal/agent (TestStoreFaults:

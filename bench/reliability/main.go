@@ -89,7 +89,7 @@ func main() {
 	fs.Int64Var(&o.FuzzExecs, "fuzz-execs", campaignExecs, "executions of each fuzz target")
 	fs.IntVar(&o.Workers, "workers", runtime.NumCPU(), "fuzzing workers per target (go test -parallel)")
 	fs.IntVar(&o.StoreRounds, "store-rounds", storeRounds, "runs of the store-fault table (one with -short)")
-	fs.StringVar(&o.Minimize, "fuzz-minimize", "5s", "time (or count, 100x) the fuzzing engine spends minimizing each new input (go test -fuzzminimizetime)")
+	fs.StringVar(&o.Minimize, "fuzz-minimize", "1000x", "executions (or time, 5s) the fuzzing engine spends minimizing each new input (go test -fuzzminimizetime)")
 	match := fs.String("fuzz-match", "", "only the fuzz targets whose \"dir Name\" matches this regular expression")
 	fs.StringVar(&o.Report, "report", "docs/reliability.md", "where to write the markdown report, relative to the module's root; empty: nowhere")
 	exit, ok := cli.Parse(os.Args[1:], func() error {
