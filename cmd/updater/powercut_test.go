@@ -130,7 +130,9 @@ func powerCutsApply(t *testing.T, local bool) {
 // save the command makes (counted per stage), both copies hold the state
 // before or after, GRUB boots the committed slot, the data partition
 // passes e2fsck and nothing outside the updater's state changed; then the
-// command, run again when its state is not yet written, finishes.
+// command, run again when its state is not yet written, finishes. Only
+// then: commit run again refuses (already committed), and rollback run
+// again would make the trial slot B the committed one.
 func TestPowerCutsInBootState(t *testing.T) {
 	r := newPowerRig(t)
 	if res := r.run(0, "apply", "--disk", r.file, "--running-slot", "a"); res.err != nil {
