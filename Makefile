@@ -131,6 +131,8 @@ bench: deps s3-servers
 # fails is kept in the package's testdata/fuzz as a regression test, and
 # the run exits 1. make test runs every seed corpus (the short form).
 # Store faults: the store-fault table against MinIO and versitygw, 20 rounds.
+# Power cuts: 250 kills of each updater command and of the installer on a
+# loop device (as root; about a quarter of an hour), 16 each in make test.
 # RELIABILITY_FLAGS="-short" for a quick run, "-parts fuzz" to pick parts,
 # "-fuzz-match bootstate" to pick targets, "-o json" for machines.
 reliability: deps s3-servers
