@@ -133,10 +133,12 @@ bench: deps s3-servers
 # Store faults: the store-fault table against MinIO and versitygw, 20 rounds.
 # Power cuts: 250 kills of each updater command and of the installer on a
 # loop device (as root; about a quarter of an hour), 16 each in make test.
+# QEMU power cuts: 20 power-offs of the minimal system during an update under
+# each firmware (about 20 minutes), 4 each in make test.
 # RELIABILITY_FLAGS="-short" for a quick run, "-parts fuzz" to pick parts,
 # "-fuzz-match bootstate" to pick targets, "-o json" for machines.
-reliability: deps s3-servers
-	$(GO) run ./bench/reliability $(RELIABILITY_FLAGS)
+reliability: deps kernel grub s3-servers
+	$(TEST_ENV) $(GO) run ./bench/reliability $(RELIABILITY_FLAGS)
 
 clean:
 	rm -rf $(BUILD)

@@ -36,6 +36,7 @@ var parts = []part{
 	{"fuzz", fuzzPart},
 	{"store", storePart},
 	{"power", powerPart},
+	{"qemu-power", qemuPowerPart},
 }
 
 type options struct {
