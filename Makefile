@@ -136,7 +136,8 @@ bench: deps s3-servers
 # QEMU power cuts: 20 power-offs of the minimal system during an update under
 # each firmware (about 20 minutes), 4 each in make test.
 # RELIABILITY_FLAGS="-short" for a quick run, "-parts fuzz" to pick parts,
-# "-fuzz-match bootstate" to pick targets, "-o json" for machines.
+# "-fuzz-match bootstate" to pick targets, "-keep" to keep the rest from
+# the report's JSON twin (the campaign in slices), "-o json" for machines.
 reliability: deps kernel grub s3-servers
 	$(TEST_ENV) $(GO) run ./bench/reliability $(RELIABILITY_FLAGS)
 

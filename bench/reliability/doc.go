@@ -61,9 +61,19 @@
 // executions than the campaign's, or with -short, says at its top that it
 // is a short run. Nothing here is a time limit.
 //
+// The report has a JSON twin beside it (docs/reliability.json, the form
+// -o json prints). With -keep, a run keeps what the twin holds of the
+// parts it does not run and of the fuzz targets it does not fuzz, so that
+// the campaign, whose fuzzing alone takes hours, can run in slices. A kept
+// section carries the run that made it (date, commit, command, machine),
+// which the markdown names under its title; the report is short until its
+// sections cover every part and every fuzz target that go test -list
+// finds, none of them from a short run.
+//
 //	go run ./bench/reliability                      # the campaign: docs/reliability.md, progress on stderr
 //	go run ./bench/reliability -fuzz-execs 20000    # a short run of the same
 //	go run ./bench/reliability -short -report ''    # the quick form, the report on stdout only
 //	go run ./bench/reliability -o json              # the figures for machines
 //	go run ./bench/reliability -parts store -store-rounds 3 -report ''   # the store faults alone
+//	go run ./bench/reliability -keep -parts fuzz -fuzz-match grubenv    # one slice of the campaign
 package main

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -48,6 +49,7 @@ type options struct {
 	Minimize  string         // -fuzzminimizetime of each fuzz run
 	Match     *regexp.Regexp // fuzz targets whose "dir Name" matches; nil: all
 	Report    string         // the markdown report's path; empty: none
+	Keep      bool           // keep what the report holds of parts and fuzz targets not run
 	Module    string         // the module's root directory
 
 	StoreRounds int // runs of the store-fault table
@@ -92,7 +94,8 @@ func main() {
 	fs.IntVar(&o.StoreRounds, "store-rounds", storeRounds, "runs of the store-fault table (one with -short)")
 	fs.StringVar(&o.Minimize, "fuzz-minimize", "1000x", "executions (or time, 5s) the fuzzing engine spends minimizing each new input (go test -fuzzminimizetime)")
 	match := fs.String("fuzz-match", "", "only the fuzz targets whose \"dir Name\" matches this regular expression")
-	fs.StringVar(&o.Report, "report", "docs/reliability.md", "where to write the markdown report, relative to the module's root; empty: nowhere")
+	fs.StringVar(&o.Report, "report", "docs/reliability.md", "where to write the markdown report (and its JSON twin, .json), relative to the module's root; empty: nowhere")
+	fs.BoolVar(&o.Keep, "keep", false, "keep the parts and fuzz targets of the report (its JSON twin) that this run does not redo: the campaign in slices")
 	exit, ok := cli.Parse(os.Args[1:], func() error {
 		for _, p := range strings.Split(*partList, ",") {
 			if p = strings.TrimSpace(p); p != "" {
@@ -157,7 +160,7 @@ func run(ctx context.Context, o options, args []string, log io.Writer) (Report, 
 	case slices.Contains(o.Parts, "fuzz") && o.FuzzExecs < campaignExecs:
 		rep.Short, rep.Why = true, fmt.Sprintf("%d executions per fuzz target, the campaign's are %d", o.FuzzExecs, campaignExecs)
 	case len(o.Parts) < len(parts) || o.Match != nil:
-		rep.Short, rep.Why = true, "part of the campaign: "+strings.Join(o.Parts, ", ")
+		rep.Short, rep.Why = true, partialWhy+strings.Join(o.Parts, ", ")
 	}
 	start := time.Now()
 	for _, p := range parts {
@@ -171,20 +174,41 @@ func run(ctx context.Context, o options, args []string, log io.Writer) (Report, 
 		rep.Sections = append(rep.Sections, s)
 	}
 	rep.Duration = Seconds(time.Since(start).Seconds())
-	if o.Report != "" {
-		var b bytes.Buffer
-		if err := writeMarkdown(&b, rep); err != nil {
-			return rep, err
-		}
-		path := filepath.Join(o.Module, o.Report)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return rep, err
-		}
-		if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-			return rep, err
-		}
-		fmt.Fprintf(log, "reliability: report written to %s\n", o.Report)
+	if o.Report == "" {
+		return rep, nil
 	}
+	path := filepath.Join(o.Module, o.Report)
+	twin := strings.TrimSuffix(path, filepath.Ext(path)) + ".json"
+	if o.Keep {
+		old, err := loadReport(twin)
+		if err != nil {
+			return rep, err
+		}
+		rep = keep(old, rep)
+		targets, _, err := listTargets(ctx, o.Module, nil)
+		if err != nil {
+			return rep, err
+		}
+		rep.Short, rep.Why = false, ""
+		if why := incomplete(rep, targets); why != "" {
+			rep.Short, rep.Why = true, why
+		}
+	}
+	var md bytes.Buffer
+	if err := writeMarkdown(&md, rep); err != nil {
+		return rep, err
+	}
+	js, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return rep, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return rep, err
+	}
+	if err := errors.Join(os.WriteFile(path, md.Bytes(), 0o644), os.WriteFile(twin, append(js, '\n'), 0o644)); err != nil {
+		return rep, err
+	}
+	fmt.Fprintf(log, "reliability: report written to %s and %s\n", o.Report, strings.TrimPrefix(twin, o.Module+"/"))
 	return rep, nil
 }
 

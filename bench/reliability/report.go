@@ -21,6 +21,17 @@ type Report struct {
 	Sections []Section `json:"parts"`
 }
 
+// Run is the run that made a section a report kept from an earlier run
+// (-keep): what the report's own header says of the run that wrote it.
+type Run struct {
+	Date    time.Time `json:"date"`
+	Commit  string    `json:"commit"`
+	Command string    `json:"command"`
+	Machine Machine   `json:"machine"`
+	Short   bool      `json:"short"`
+	Why     string    `json:"short_because,omitempty"`
+}
+
 // Machine is what the run ran on.
 type Machine struct {
 	CPU    string `json:"cpu"`
@@ -38,6 +49,8 @@ type Section struct {
 	Columns  []string `json:"columns"`
 	Rows     []Row    `json:"rows"`
 	Duration Seconds  `json:"duration_s"`
+	// Run is set on a section kept from an earlier run.
+	Run *Run `json:"run,omitempty"`
 }
 
 // Row is one trial: its figures, in the section's columns, and the command
@@ -78,8 +91,10 @@ func writeMarkdown(w io.Writer, r Report) error {
 		fmt.Fprintf(&b, "> **Short run** (%s): not the campaign's figures. `make reliability` makes those.\n\n", r.Why)
 	}
 	fmt.Fprintf(&b, "Made by `%s` on %s, commit %s, in %s.\n\n", r.Command, r.Date.UTC().Format("2006-01-02 15:04 MST"), r.Commit, r.Duration)
-	m := r.Machine
-	fmt.Fprintf(&b, "Machine: %s, %d cores, %s of memory; Linux %s; %s.\n", m.CPU, m.Cores, m.Memory, m.Kernel, m.Go)
+	fmt.Fprintf(&b, "Machine: %s.\n", r.Machine)
+	if kept := r.kept(); kept > 0 {
+		fmt.Fprintf(&b, "\n%d section(s) were kept from earlier runs (-keep); each names the run that made it.\n", kept)
+	}
 	failed := r.Failures()
 	if failed == 0 {
 		b.WriteString("\nEvery trial passed.\n")
@@ -87,7 +102,11 @@ func writeMarkdown(w io.Writer, r Report) error {
 		fmt.Fprintf(&b, "\n**%d trial(s) failed**; each is listed under its table.\n", failed)
 	}
 	for _, s := range r.Sections {
-		fmt.Fprintf(&b, "\n## %s\n\n%s\n\n", s.Title, s.About)
+		fmt.Fprintf(&b, "\n## %s\n\n", s.Title)
+		if k := s.Run; k != nil {
+			fmt.Fprintf(&b, "Kept from the run of `%s` on %s, commit %s; machine: %s.\n\n", k.Command, k.Date.UTC().Format("2006-01-02 15:04 MST"), k.Commit, k.Machine)
+		}
+		fmt.Fprintf(&b, "%s\n\n", s.About)
 		b.WriteString("|")
 		for _, c := range append(append([]string(nil), s.Columns...), "result", "reproduce") {
 			b.WriteString(" " + c + " |")
@@ -122,6 +141,21 @@ func writeMarkdown(w io.Writer, r Report) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+func (m Machine) String() string {
+	return fmt.Sprintf("%s, %d cores, %s of memory; Linux %s; %s", m.CPU, m.Cores, m.Memory, m.Kernel, m.Go)
+}
+
+// kept counts the sections kept from earlier runs.
+func (r Report) kept() int {
+	n := 0
+	for _, s := range r.Sections {
+		if s.Run != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // cell keeps a value inside its table cell.
