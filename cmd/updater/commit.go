@@ -43,9 +43,12 @@ func newRollbackCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "rollback",
 		Short: "Go back to the other slot at the next boot",
-		Long: `rollback drops a pending or running trial, so the next boot is the
-committed slot; with no trial, it makes the other slot the committed one
-when that slot is ok (it held the previous version). Reboot to apply.
+		Long: `rollback refuses a pending or running trial: the trial slot is marked
+bad (it holds the update, not a previous version) and the next boot is the
+committed slot. With no trial, it makes the other slot the committed one
+when that slot is ok (it held the previous version). Run again, or after a
+power cut, it changes nothing more: running the slot it goes back from,
+the rollback is already done. Reboot to apply.
 
 ` + cli.ExitCodesHelp,
 		Example: `  updater rollback && reboot`,

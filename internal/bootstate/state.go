@@ -164,12 +164,21 @@ func (s State) Commit(running Slot) (State, error) {
 	return s, nil
 }
 
-// Rollback goes back to the other slot. With a trial pending or running, the
-// trial is dropped and the committed slot stays; with no trial, the other
-// slot becomes the committed one when it is ok. The next boot shows it.
+// Rollback goes back to the other slot, and is idempotent: run again, it
+// changes nothing more. With a trial pending or running, the trial slot is
+// marked bad (it holds the update being refused, never a previous version)
+// and the committed slot stays. With no trial, running the committed slot,
+// the other slot becomes the committed one when it is ok; running the other
+// slot, the next boot already goes back to the committed one, and nothing
+// changes. The next boot shows it.
 func (s State) Rollback(running Slot) (State, error) {
+	if !running.Valid() {
+		return s, ErrNoRunning
+	}
 	if s.Trial.Valid() {
-		s.Trial, s.Tries = "", 0
+		return s.MarkBad(s.Trial)
+	}
+	if running != s.Committed {
 		return s, nil
 	}
 	other := s.Committed.Other()

@@ -103,6 +103,7 @@ func TestTransitionsRefused(t *testing.T) {
 		"commit unknown":        func() (State, error) { return s.Commit("") },
 		"mark committed bad":    func() (State, error) { return s.MarkBad(a) },
 		"rollback to empty":     func() (State, error) { return Initial().Rollback(a) },
+		"rollback unknown":      func() (State, error) { return s.Rollback("") },
 		"prepare invalid slot":  func() (State, error) { return s.Prepare("c", a) },
 		"commit already commit": func() (State, error) { return State{Committed: a}.Commit(a) },
 	} {
@@ -113,15 +114,30 @@ func TestTransitionsRefused(t *testing.T) {
 }
 
 func TestRollback(t *testing.T) {
-	// With a trial pending, rollback drops it.
-	s, err := State{Committed: a, Trial: b, Tries: 1, A: OK, B: OK}.Rollback(a)
-	if err != nil || s != (State{Committed: a, A: OK, B: OK}) {
-		t.Errorf("rollback of pending trial = %+v, %v", s, err)
-	}
-	// With both committed before, rollback switches.
-	s, err = State{Committed: b, A: OK, B: OK}.Rollback(b)
-	if err != nil || s.Committed != a {
-		t.Errorf("rollback to a = %+v, %v", s, err)
+	for _, c := range []struct {
+		name    string
+		from    State
+		running Slot
+		want    State
+	}{
+		// A trial, pending or running, is refused: its slot holds the
+		// update, never a previous version.
+		{"pending trial", State{Committed: a, Trial: b, Tries: 1, A: OK, B: OK}, a, State{Committed: a, A: OK, B: Bad}},
+		{"running trial", State{Committed: a, Trial: b, Tries: 0, A: OK, B: OK}, b, State{Committed: a, A: OK, B: Bad}},
+		// With both committed before, rollback switches.
+		{"to a", State{Committed: b, A: OK, B: OK}, b, State{Committed: a, A: OK, B: OK}},
+		// Running the slot it goes back from, it is done already.
+		{"done", State{Committed: a, A: OK, B: OK}, b, State{Committed: a, A: OK, B: OK}},
+	} {
+		s, err := c.from.Rollback(c.running)
+		if err != nil || s != c.want {
+			t.Errorf("%s: Rollback(%s) of %+v = %+v, %v; want %+v", c.name, c.running, c.from, s, err, c.want)
+		}
+		// A rollback run again (after a power cut, say) changes nothing
+		// more: never a trial slot committed without its trial.
+		if again, err := s.Rollback(c.running); err == nil && again != s {
+			t.Errorf("%s: a second Rollback(%s) = %+v, after %+v", c.name, c.running, again, s)
+		}
 	}
 }
 
