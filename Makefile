@@ -133,8 +133,9 @@ bench: deps s3-servers
 # Store faults: the store-fault table against MinIO and versitygw, 20 rounds.
 # Power cuts: 250 kills of each updater command and of the installer on a
 # loop device (as root; about a quarter of an hour), 16 each in make test.
-# QEMU power cuts: 20 power-offs of the minimal system during an update under
-# each firmware (about 20 minutes), 4 each in make test.
+# QEMU power cuts: 20 power-offs of the minimal system, then of the Debian
+# system, during an update under each firmware (about an hour), 4 and 2 each
+# in make test.
 # RELIABILITY_FLAGS="-short" for a quick run, "-parts fuzz" to pick parts,
 # "-fuzz-match bootstate" to pick targets, "-keep" to keep the rest from
 # the report's JSON twin (the campaign in slices), "-o json" for machines.

@@ -16,10 +16,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twinroot/twinroot/image"
+	"github.com/twinroot/twinroot/image/examples/debian/services"
 	"github.com/twinroot/twinroot/image/examples/minimal"
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/chunk"
@@ -48,6 +50,17 @@ const (
 	// cutsEnv sets the power cuts per firmware (the reliability campaign
 	// runs 20 or more).
 	cutsEnv = "TWINROOT_POWERCUT_CUTS"
+	// defaultDebianPowerCuts and debianCutsEnv are the same for the Debian
+	// system, whose boots take longer.
+	defaultDebianPowerCuts = 2
+	debianCutsEnv          = "TWINROOT_POWERCUT_DEBIAN_CUTS"
+	// debianFetchTime is about how long the throttle stretches the Debian
+	// system's fetch of v2, whatever its size.
+	debianFetchTime = 16 * time.Second
+	// debianCopyRate is about how fast a Debian guest under TCG copies
+	// the chunks of v2 that slot a has (nearly all): its 150 MB image in
+	// about a minute, two guests side by side.
+	debianCopyRate = 3 << 20
 )
 
 // hostStatus is the part of the host's `updater status -o json --disk`
@@ -86,21 +99,7 @@ type hostStatus struct {
 func TestScenarioPowerCutDuringUpdate(t *testing.T) {
 	l := testLab(t)
 	s3 := s3test.Start(t, "minio")
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv(seedEnv); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("%s=%q: %v", seedEnv, s, err)
-		}
-	}
-	cuts := defaultPowerCuts
-	if s := os.Getenv(cutsEnv); s != "" {
-		var err error
-		if cuts, err = strconv.Atoi(s); err != nil || cuts < 2 {
-			t.Fatalf("%s=%q: want a count of at least 2", cutsEnv, s)
-		}
-	}
-	t.Logf("seed %d (%s=%d replays these cut moments), %d cuts per firmware", seed, seedEnv, seed, cuts)
+	seed, cuts := powerCutParams(t, cutsEnv, defaultPowerCuts)
 
 	// v1 (the lab's, shared with the other scenarios) and v2 build at once.
 	v2done := make(chan error, 1)
@@ -111,20 +110,139 @@ func TestScenarioPowerCutDuringUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("built %s and %s (%d MiB random payload)", v1.version, "2.0.0", payloadSize>>20)
-	fwStream := map[qemu.Firmware]uint64{qemu.BIOS: 0x7769_6e72_6f6f_74, qemu.UEFI: 0x7769_6e72_6f6f_75}
+	sys := cutSystem{
+		name: "powercut", v1: v1dir, v2: v2dir, v1Version: v1.version, rate: throttleRate, timeout: stepTimeout,
+		install: func(ctx context.Context, disk, cfg string) error { return l.InstallRelease(ctx, disk, v1dir, cfg) },
+		booted: func(t *testing.T, vm *qemu.VM, slot, mode, version string) {
+			bootedWithData(t, vm, slot, mode, version)
+		},
+		commit: func(t *testing.T, vm *qemu.VM) {
+			expect(t, vm, `twinroot: committed: slot b passed its health check`)
+			expect(t, vm, `twinroot-init: ready`)
+			wantStatus(t, vm, "b", "b", slotWant{bootstate.OK, v1.version}, slotWant{bootstate.OK, "2.0.0"})
+			powerOff(t, vm)
+		},
+	}
 	forEachFirmware(t, func(t *testing.T, fw qemu.Firmware) {
-		powerCutScenario(t, l, s3, fw, v1dir, v2dir, cuts, rand.New(rand.NewPCG(seed, fwStream[fw])))
+		powerCutScenario(t, l, s3, fw, sys, cuts, rand.New(rand.NewPCG(seed, firmwareStream[fw])))
 	})
 }
 
-// powerCutScenario is one firmware's run of TestScenarioPowerCutDuringUpdate:
-// powerCuts cuts whose moments rng draws.
-func powerCutScenario(t *testing.T, l *lab.Lab, s3 *s3test.Server, fw qemu.Firmware, v1dir, v2dir string, powerCuts int, rng *rand.Rand) {
+// TestScenarioDebianPowerCut is TestScenarioPowerCutDuringUpdate on the
+// Debian reference system, under SeaBIOS and OVMF side by side: systemd,
+// podman and its services write to the data partition while the boot
+// service applies v2 (a new web image; nearly every chunk is copied from
+// slot a) from MinIO through a throttle that stretches its fetch to about
+// debianFetchTime, and QEMU is killed at a seeded random moment of it, 2
+// times per firmware
+// (TWINROOT_POWERCUT_DEBIAN_CUTS sets the count). After each cut the same
+// checks hold; then the guest resumes, reboots into v2's trial and commits
+// it once both services are healthy.
+func TestScenarioDebianPowerCut(t *testing.T) {
+	l := testLab(t)
+	s3 := s3test.Start(t, "minio")
+	seed, cuts := powerCutParams(t, debianCutsEnv, defaultDebianPowerCuts)
+	dirs := make([]string, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i, v := range []string{"1.0.0", "2.0.0"} {
+		wg.Go(func() { dirs[i], errs[i] = l.DebianRelease(t.Context(), v, uint64(i+1), services.Options{}) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	fresh, _ := freshFetch(t, dirs[0], dirs[1])
+	rate := max(fresh/int64(debianFetchTime/time.Second), 16<<10)
+	t.Logf("built the Debian system's 1.0.0 and 2.0.0: a fresh apply fetches %d bytes, at %d bytes/s", fresh, rate)
+	sys := cutSystem{
+		name: "debian-powercut", v1: dirs[0], v2: dirs[1], v1Version: "1.0.0", gate: debianGate,
+		rate: rate, copyRate: debianCopyRate, timeout: debianStep, memoryMB: 2048, extraArgs: watchdogArgs,
+		install: func(ctx context.Context, disk, cfg string) error { return l.InstallDebian(ctx, disk, dirs[0], cfg) },
+		booted: func(t *testing.T, vm *qemu.VM, slot, mode, _ string) {
+			dexpect(t, vm, fmt.Sprintf(`twinroot: booting slot %s \(%s`, slot, regexp.QuoteMeta(mode)))
+		},
+		commit: func(t *testing.T, vm *qemu.VM) {
+			// The login prompt comes before the gate's end.
+			g := login(t, vm)
+			g.updaterBoot(t, `twinroot: committed: slot b passed its health check`)
+			g.wantStatus(t, "b", "b", slotWant{bootstate.OK, "1.0.0"}, slotWant{bootstate.OK, "2.0.0"})
+			if err := vm.Send("systemctl poweroff"); err != nil {
+				t.Fatal(err)
+			}
+			if err := vm.Wait(debianStep); err != nil {
+				t.Fatalf("power off: %v", err)
+			}
+		},
+	}
+	forEachFirmware(t, func(t *testing.T, fw qemu.Firmware) {
+		powerCutScenario(t, l, s3, fw, sys, cuts, rand.New(rand.NewPCG(seed, firmwareStream[fw])))
+	})
+}
+
+// firmwareStream gives each firmware's guest its own stream of cut
+// moments from one seed.
+var firmwareStream = map[qemu.Firmware]uint64{qemu.BIOS: 0x7769_6e72_6f6f_74, qemu.UEFI: 0x7769_6e72_6f6f_75}
+
+// powerCutParams reads the seed (seedEnv, or now) and the cuts per
+// firmware (env, or def) of a power-cut scenario, and logs them.
+func powerCutParams(t *testing.T, env string, def int) (seed uint64, cuts int) {
+	t.Helper()
+	seed = uint64(time.Now().UnixNano())
+	if s := os.Getenv(seedEnv); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("%s=%q: %v", seedEnv, s, err)
+		}
+	}
+	cuts = def
+	if s := os.Getenv(env); s != "" {
+		var err error
+		if cuts, err = strconv.Atoi(s); err != nil || cuts < 2 {
+			t.Fatalf("%s=%q: want a count of at least 2", env, s)
+		}
+	}
+	t.Logf("seed %d (%s=%d replays these cut moments), %d cuts per firmware", seed, seedEnv, seed, cuts)
+	return seed, cuts
+}
+
+// cutSystem is what powerCutScenario needs of a reference system: its two
+// releases, how to install the first, its guest, and the console lines of
+// its boots.
+type cutSystem struct {
+	name      string // of the guests and the store prefix
+	v1, v2    string // release build directories
+	v1Version string
+	gate      string        // device.yaml's health section
+	rate      int64         // throttle of the store's answers, bytes per second
+	copyRate  int64         // about how fast the guest copies chunks from slot a, bytes per second; 0: the fetch is longer
+	timeout   time.Duration // bound of each expected console line
+	memoryMB  int
+	extraArgs []string
+	install   func(ctx context.Context, disk, cfg string) error
+	// booted expects the console lines of a boot of slot in mode (as
+	// GRUB names it) running version, up to where its updater runs.
+	booted func(t *testing.T, vm *qemu.VM, slot, mode, version string)
+	// commit expects the trial of slot b to commit 2.0.0, and powers off.
+	commit func(t *testing.T, vm *qemu.VM)
+}
+
+// powerCutScenario is one firmware's run of a power-cut scenario: powerCuts
+// cuts whose moments rng draws.
+func powerCutScenario(t *testing.T, l *lab.Lab, s3 *s3test.Server, fw qemu.Firmware, sys cutSystem, powerCuts int, rng *rand.Rand) {
 	start := time.Now()
 	step := func(format string, a ...any) {
 		t.Logf("%6.1fs  %s", time.Since(start).Seconds(), fmt.Sprintf(format, a...))
 	}
-	prefix := "powercut-" + string(fw)
+	expect := func(t *testing.T, vm *qemu.VM, pattern string) string {
+		t.Helper()
+		line, err := vm.Expect(pattern, sys.timeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return line
+	}
+	prefix := sys.name + "-" + string(fw)
 	store, err := source.OpenStore(t.Context(), s3.URL(prefix), source.Options{
 		Endpoint: s3.Endpoint, Region: s3.Region, AccessKey: s3.AccessKey, SecretKey: s3.SecretKey})
 	if err != nil {
@@ -132,20 +250,24 @@ func powerCutScenario(t *testing.T, l *lab.Lab, s3 *s3test.Server, fw qemu.Firmw
 	}
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "device.yaml")
-	writeDeviceConfig(t, cfg, s3, prefix)
+	// Credentials: not readable by group or others, or the updater refuses it.
+	if err := os.WriteFile(cfg, []byte(lab.DeviceYAML(s3, prefix, sys.gate)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	disk := filepath.Join(dir, "disk.img")
-	if err := l.InstallRelease(t.Context(), disk, v1dir, cfg); err != nil {
+	if err := sys.install(t.Context(), disk, cfg); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Publish(t.Context(), store, v2dir); err != nil {
+	if _, err := l.Publish(t.Context(), store, sys.v2); err != nil {
 		t.Fatal(err)
 	}
-	fresh, newChunks := freshFetch(t, v1dir, v2dir)
-	step("installed %s; published 2.0.0: a fresh apply fetches about %d bytes (%d new chunks)", v1.version, fresh, len(newChunks))
+	fresh, newChunks := freshFetch(t, sys.v1, sys.v2)
+	imageSize := readIndex(t, sys.v2).Size
+	step("installed %s; published 2.0.0: a fresh apply fetches about %d bytes (%d new chunks)", sys.v1Version, fresh, len(newChunks))
 
 	// The guest reaches MinIO through a throttle, so its fetch takes
 	// seconds whatever the load of the host, and the cuts can aim at it.
-	fwd, err := lab.Forward(throttle(t, s3.Endpoint, throttleRate))
+	fwd, err := lab.Forward(throttle(t, s3.Endpoint, sys.rate))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,8 +275,8 @@ func powerCutScenario(t *testing.T, l *lab.Lab, s3 *s3test.Server, fw qemu.Firmw
 	boots := 0
 	bootVM := func(name string) *qemu.VM {
 		boots++
-		return qemu.StartT(t, qemu.Config{Name: fmt.Sprintf("powercut-%s-%d-%s", fw, boots, name), Firmware: fw,
-			Drives: []qemu.Drive{{Path: disk}}, NoReboot: true,
+		return qemu.StartT(t, qemu.Config{Name: fmt.Sprintf("%s-%s-%d-%s", sys.name, fw, boots, name), Firmware: fw,
+			Drives: []qemu.Drive{{Path: disk}}, NoReboot: true, MemoryMB: sys.memoryMB, ExtraArgs: sys.extraArgs,
 			NetDev: "user,id=n,restrict=on," + fwd.GuestFwd(lab.GuestStore)})
 	}
 	const applyingLine = `msg=applying version=2\.0\.0 slot=b`
@@ -163,8 +285,10 @@ func powerCutScenario(t *testing.T, l *lab.Lab, s3 *s3test.Server, fw qemu.Firmw
 	// Each cut lands at a random moment of what is left of its run: the
 	// scan of slot a and the copy of the chunks it has that come first
 	// (about prefetchTime), then the fetch of the new chunks not yet
-	// journaled (at throttleRate at most, so it lasts at least fetchLeft),
-	// then the read-back of slot b. All but the last cut land after
+	// journaled (at sys.rate at most, so it lasts at least fetchLeft; on
+	// a system whose update is mostly chunks slot a has, at least the
+	// copy of what is not journaled yet at sys.copyRate), then the
+	// read-back of slot b. All but the last cut land after
 	// scanTime, in an equal share of the fetch left (of k cuts to go, the
 	// first 1/k), so each of them finds an apply to cut however fast the
 	// guest scans, and most find a journal that moved since the last; the
@@ -178,10 +302,13 @@ func powerCutScenario(t *testing.T, l *lab.Lab, s3 *s3test.Server, fw qemu.Firmw
 	var applying time.Time
 	for cuts < powerCuts {
 		vm = bootVM(fmt.Sprintf("cut%d", cuts+1))
-		bootedWithData(t, vm, "a", "committed", v1.version)
+		sys.booted(t, vm, "a", "committed", sys.v1Version)
 		expect(t, vm, applyingLine)
 		applying = time.Now()
-		fetchLeft := time.Duration(float64(bytesAfter(newChunks, journaled)) / throttleRate * float64(time.Second))
+		fetchLeft := time.Duration(float64(bytesAfter(newChunks, journaled)) / float64(sys.rate) * float64(time.Second))
+		if sys.copyRate > 0 {
+			fetchLeft = max(fetchLeft, time.Duration(float64(imageSize-journaled)/float64(sys.copyRate)*float64(time.Second)))
+		}
 		from, window := scanTime, fetchLeft/time.Duration(powerCuts-cuts)
 		if cuts == powerCuts-1 {
 			from, window = 0, prefetchTime+fetchLeft+verifyTime
@@ -229,8 +356,8 @@ func powerCutScenario(t *testing.T, l *lab.Lab, s3 *s3test.Server, fw qemu.Firmw
 			break
 		}
 		hs, j := statusAfterCut(t, l, disk)
-		if hs.Committed != "a" || hs.Trial != "" || hs.NextBoot != "a" || hs.Slots["b"].State != bootstate.Writing || hs.Slots["a"].Version != v1.version {
-			t.Errorf("cut %d: host status %+v, want committed a (%s), no trial, next boot a, slot b writing", cuts, hs, v1.version)
+		if hs.Committed != "a" || hs.Trial != "" || hs.NextBoot != "a" || hs.Slots["b"].State != bootstate.Writing || hs.Slots["a"].Version != sys.v1Version {
+			t.Errorf("cut %d: host status %+v, want committed a (%s), no trial, next boot a, slot b writing", cuts, hs, sys.v1Version)
 		}
 		// The status shows the journal's progress until every chunk is
 		// written; then only the read-back is left.
@@ -252,7 +379,7 @@ func powerCutScenario(t *testing.T, l *lab.Lab, s3 *s3test.Server, fw qemu.Firmw
 	if !armedByCut {
 		if vm == nil {
 			vm = bootVM("resume")
-			bootedWithData(t, vm, "a", "committed", v1.version)
+			sys.booted(t, vm, "a", "committed", sys.v1Version)
 			expect(t, vm, applyingLine)
 			applying = time.Now()
 			line = expect(t, vm, writtenLine)
@@ -269,18 +396,15 @@ func powerCutScenario(t *testing.T, l *lab.Lab, s3 *s3test.Server, fw qemu.Firmw
 			t.Errorf("the run after the cuts fetched %d bytes, more than the %d new bytes left after byte %d", fetched, left, journaled)
 		}
 		expect(t, vm, `twinroot: rebooting into the trial slot`)
-		if err := vm.Wait(stepTimeout); err != nil {
+		if err := vm.Wait(sys.timeout); err != nil {
 			t.Fatalf("guest reboot: %v", err)
 		}
 		wantState(t, disk, bootstate.State{Committed: "a", Trial: "b", Tries: 1, A: bootstate.OK, B: bootstate.OK})
 	}
 
 	vm = bootVM("trial")
-	bootedWithData(t, vm, "b", "trial, 0 tries left", "2.0.0")
-	expect(t, vm, `twinroot: committed: slot b passed its health check`)
-	expect(t, vm, `twinroot-init: ready`)
-	wantStatus(t, vm, "b", "b", slotWant{bootstate.OK, v1.version}, slotWant{bootstate.OK, "2.0.0"})
-	powerOff(t, vm)
+	sys.booted(t, vm, "b", "trial, 0 tries left", "2.0.0")
+	sys.commit(t, vm)
 	wantState(t, disk, bootstate.State{Committed: "b", A: bootstate.OK, B: bootstate.OK})
 	step("v2 committed after %d power cuts in its apply and %d boots", cuts, boots)
 }

@@ -43,16 +43,20 @@
 //     and those inside a boot-state write. The short form is 16 kills of
 //     each, as in make test.
 //
-//   - qemu-power: TestScenarioPowerCutDuringUpdate of package qemu with
-//     TWINROOT_POWERCUT_CUTS=20: the minimal system under SeaBIOS and
-//     OVMF side by side loses power 20 times during an update from MinIO
-//     (QEMU killed at seeded random instants), checked after every cut
-//     (boot state, GRUB's choice, e2fsck -fn after the journal's replay,
-//     the journal's progress), then resumes and commits. A row per
-//     firmware: its cuts, their instants, the furthest journal at a cut,
-//     the cuts that found the slot armed, its boots. The short form is 4
-//     cuts each, as in make test. It needs the kernel and GRUB images that
-//     make reliability builds.
+//   - qemu-power: TestScenarioPowerCutDuringUpdate and
+//     TestScenarioDebianPowerCut of package qemu with
+//     TWINROOT_POWERCUT_CUTS=20 and TWINROOT_POWERCUT_DEBIAN_CUTS=20: the
+//     minimal system, then the Debian system with its services running,
+//     under SeaBIOS and OVMF side by side, loses power 20 times during an
+//     update from MinIO (QEMU killed at seeded random instants), checked
+//     after every cut (boot state, GRUB's choice, e2fsck -fn after the
+//     journal's replay, the journal's progress), then resumes and commits.
+//     A row per system and firmware: its cuts, their instants, the
+//     furthest journal at a cut, the cuts that found the slot armed, its
+//     boots. The short form is 4 cuts each, as in make test (which cuts
+//     the Debian guests twice). It needs the kernel and GRUB images that
+//     make reliability builds, and builds the Debian base root once
+//     (debootstrap, in build/debian).
 //
 // Disk faults, the clock and the watchdog join the list as further parts.
 //

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,9 +24,9 @@ const (
 
 const (
 	qemuPkg = "./qemu"
-	// qemuPowerTest powers the minimal system off during an update, under
-	// SeaBIOS and OVMF side by side.
-	qemuPowerTest = "^TestScenarioPowerCutDuringUpdate$"
+	// qemuPowerTest powers the minimal system, then the Debian system,
+	// off during an update, under SeaBIOS and OVMF side by side.
+	qemuPowerTest = "^(TestScenarioPowerCutDuringUpdate|TestScenarioDebianPowerCut)$"
 	qemuTimeout   = "3h"
 )
 
@@ -35,11 +36,13 @@ var (
 	// "cut 3: power off 4.05s after "applying" ...; journal 24454333 of 48771072 bytes (50%), ..."
 	qemuCutRE = regexp.MustCompile(`cut (\d+): power off ([\d.]+)s after "applying".*?(?:journal (\d+) of (\d+) bytes|(b was already verified and armed))`)
 	// "scenario TestScenarioPowerCutDuringUpdate/bios took 4m41.9s"
+	// (TestScenarioDebianPowerCut/bios for the Debian system)
 	qemuTookRE = regexp.MustCompile(`scenario \S+ took (\S+)$`)
 )
 
 // qemuRun is what one firmware's guest went through.
 type qemuRun struct {
+	System      string // minimal or debian
 	Firmware    string
 	Cuts, Boots int
 	Armed       int     // cuts that found slot b verified and armed
@@ -62,19 +65,22 @@ func qemuPowerPart(ctx context.Context, o options, log io.Writer) (Section, erro
 	s := Section{
 		Part:  "qemu-power",
 		Title: "Power cuts under QEMU",
-		About: fmt.Sprintf("TestScenarioPowerCutDuringUpdate with %d cuts per firmware: the minimal system under TCG, "+
-			"installed at 1.0.0, takes 2.0.0 (a 24 MiB random payload) from MinIO through a 2 MiB/s throttle at boot; "+
+		About: fmt.Sprintf("TestScenarioPowerCutDuringUpdate and TestScenarioDebianPowerCut with %d cuts per firmware, under TCG. "+
+			"The minimal system, installed at 1.0.0, takes 2.0.0 (a 24 MiB random payload) from MinIO through a 2 MiB/s throttle at boot; "+
+			"the Debian system, installed at 1.0.0 with its two podman services running, takes 2.0.0 (a new web image) through a throttle "+
+			"that stretches its fetch to about 16 s. "+
 			"QEMU is killed (the guest loses power, its caches too) at a seeded random instant after the updater's "+
 			"\"applying\" record, the instants spread over the fetch that is left. After each cut: the boot state holds "+
 			"committed a with b writing (GRUB boots a) or a verified b armed for its trial; the data partition, its journal "+
 			"replayed as the next mount would, passes e2fsck -fn; the host's updater status of the disk shows the "+
 			"journal's progress, which never goes back. Then the guest is left alone: it resumes, fetches only what was "+
-			"left, and commits 2.0.0 in its trial boot. Seed %d.", cuts, seed),
-		Columns: []string{"firmware", "power cuts", "cut instants after \"applying\"", "furthest journal at a cut", "armed at a cut", "boots", "duration"},
+			"left, and commits 2.0.0 in its trial boot (on Debian, once both services are healthy). Seed %d.", cuts, seed),
+		Columns: []string{"system", "firmware", "power cuts", "cut instants after \"applying\"", "furthest journal at a cut", "armed at a cut", "boots", "duration"},
 	}
 	start := time.Now()
 	fmt.Fprintf(log, "qemu-power: %d cuts per firmware, seed %d ... ", cuts, seed)
-	env := []string{"TWINROOT_POWERCUT_CUTS=" + strconv.Itoa(cuts), "TWINROOT_POWERCUT_SEED=" + strconv.FormatInt(seed, 10)}
+	env := []string{"TWINROOT_POWERCUT_CUTS=" + strconv.Itoa(cuts), "TWINROOT_POWERCUT_DEBIAN_CUTS=" + strconv.Itoa(cuts),
+		"TWINROOT_POWERCUT_SEED=" + strconv.FormatInt(seed, 10)}
 	cmd := command(ctx, o.Module, "go", "test", "-count=1", "-json", "-timeout", qemuTimeout, "-run", qemuPowerTest, qemuPkg)
 	cmd.Env = append(append(os.Environ(), env...), "CI=1")
 	var stderr bytes.Buffer
@@ -89,23 +95,29 @@ func qemuPowerPart(ctx context.Context, o options, log io.Writer) (Section, erro
 		if runErr != nil {
 			detail = fmt.Sprintf("%v: %s", runErr, detail)
 		}
-		runs = []qemuRun{{Firmware: "(all)", Failed: true, Detail: detail}}
+		runs = []qemuRun{{System: "(all)", Firmware: "(all)", Failed: true, Detail: detail}}
 	}
 	total := 0
 	command := strings.Join(env, " ") + " go " + shellJoin([]string{"test", "-count=1", "-v", "-timeout", qemuTimeout, "-run", qemuPowerTest, qemuPkg})
 	for _, r := range runs {
 		total += r.Cuts
 		row := Row{Command: command, Failed: r.Failed, Detail: r.Detail,
-			Cells: []string{r.Firmware, strconv.Itoa(r.Cuts), fmt.Sprintf("%.2f–%.2f s", r.MinAt, r.MaxAt),
+			Cells: []string{r.System, r.Firmware, strconv.Itoa(r.Cuts), fmt.Sprintf("%.2f–%.2f s", r.MinAt, r.MaxAt),
 				fmt.Sprintf("%d %%", r.MaxJournal), strconv.Itoa(r.Armed), strconv.Itoa(r.Boots), r.Took}}
 		if r.Failed {
-			row.Cells = []string{r.Firmware, strconv.Itoa(r.Cuts), "", "", "", "", r.Took}
+			row.Cells = []string{r.System, r.Firmware, strconv.Itoa(r.Cuts), "", "", "", "", r.Took}
 		}
 		s.Rows = append(s.Rows, row)
 	}
 	fmt.Fprintf(log, "%d power cuts in %s\n", total, time.Since(start).Round(time.Second))
 	s.Duration = Seconds(time.Since(start).Seconds())
 	return s, nil
+}
+
+// qemuSystems names the system of each scenario of the part.
+var qemuSystems = map[string]string{
+	"TestScenarioPowerCutDuringUpdate": "minimal",
+	"TestScenarioDebianPowerCut":       "debian",
 }
 
 // parseQEMUPower reads the go test -json output of the scenario: one run
@@ -123,12 +135,12 @@ func parseQEMUPower(out []byte) ([]qemuRun, string) {
 		if json.Unmarshal(sc.Bytes(), &e) != nil {
 			continue
 		}
-		fw, sub := strings.CutPrefix(e.Test, "TestScenarioPowerCutDuringUpdate/")
+		top, fw, sub := strings.Cut(e.Test, "/")
 		switch e.Action {
 		case "run":
-			if sub {
+			if sub && qemuSystems[top] != "" {
 				order = append(order, e.Test)
-				byTest[e.Test] = &qemuRun{Firmware: fw, MinAt: -1}
+				byTest[e.Test] = &qemuRun{System: qemuSystems[top], Firmware: fw, MinAt: -1}
 			}
 		case "pass", "fail", "skip":
 			result[e.Test] = e.Action
@@ -154,10 +166,11 @@ func parseQEMUPower(out []byte) ([]qemuRun, string) {
 		}
 		runs = append(runs, *r)
 	}
-	// The scenario failed before its firmwares started (a build, MinIO).
-	if len(runs) == 0 && result["TestScenarioPowerCutDuringUpdate"] != "" && result["TestScenarioPowerCutDuringUpdate"] != "pass" {
-		runs = append(runs, qemuRun{Firmware: "(all)", Failed: true,
-			Detail: failureLine(result["TestScenarioPowerCutDuringUpdate"], output["TestScenarioPowerCutDuringUpdate"])})
+	// A scenario that failed before its firmwares started (a build, MinIO).
+	for top, system := range qemuSystems {
+		if r := result[top]; r != "" && r != "pass" && !slices.ContainsFunc(runs, func(q qemuRun) bool { return q.System == system }) {
+			runs = append(runs, qemuRun{System: system, Firmware: "(all)", Failed: true, Detail: failureLine(r, output[top])})
+		}
 	}
 	return runs, lastLines(strings.Join(all, "\n"), 3)
 }

@@ -25,16 +25,24 @@ func TestParseQEMUPower(t *testing.T) {
 	event("pass", top+"/bios", "")
 	event("fail", top+"/uefi", "")
 	event("fail", top, "")
+	// The Debian scenario fails before its firmwares start.
+	const debian = "TestScenarioDebianPowerCut"
+	event("run", debian, "")
+	event("output", debian, "    powercut_update_test.go:140: debootstrap: exit status 1\n")
+	event("fail", debian, "")
 
 	runs, _ := parseQEMUPower([]byte(b.String()))
-	if len(runs) != 2 {
-		t.Fatalf("%d runs, want 2: %+v", len(runs), runs)
+	if len(runs) != 3 {
+		t.Fatalf("%d runs, want 3: %+v", len(runs), runs)
 	}
-	bios, uefi := runs[0], runs[1]
-	if bios.Failed || bios.Cuts != 2 || bios.Boots != 4 || bios.Armed != 1 || bios.MinAt != 2.45 || bios.MaxAt != 9.84 || bios.MaxJournal != 26 || bios.Took != "4m41.9s" {
+	bios, uefi, deb := runs[0], runs[1], runs[2]
+	if bios.System != "minimal" || bios.Failed || bios.Cuts != 2 || bios.Boots != 4 || bios.Armed != 1 || bios.MinAt != 2.45 || bios.MaxAt != 9.84 || bios.MaxJournal != 26 || bios.Took != "4m41.9s" {
 		t.Errorf("bios: %+v", bios)
 	}
 	if !uefi.Failed || uefi.Cuts != 1 || !strings.Contains(uefi.Detail, "guest reboot: timed out") {
 		t.Errorf("uefi: %+v, want failed after 1 cut with the reason", uefi)
+	}
+	if deb.System != "debian" || !deb.Failed || !strings.Contains(deb.Detail, "debootstrap: exit status 1") {
+		t.Errorf("debian: %+v, want a failed run with the reason", deb)
 	}
 }
