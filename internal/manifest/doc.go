@@ -22,7 +22,12 @@
 //	  },
 //	  "index": {"key": "1.4.0/chunks.idx", "sha256": "<64 lowercase hex>"},
 //	  "min_serial": 40,                          // anti-rollback floor
-//	  "rollout": {"start": "2026-03-02T00:00:00Z", "duration": "72h0m0s"},  // optional
+//	  "rollout": {                               // optional: a staged rollout (package rollout)
+//	    "start": "2026-03-02T00:00:00Z",
+//	    "duration": "72h0m0s",                   // from start_percent to 100 % of devices
+//	    "start_percent": 5,                      // optional, 0 to 100: the share at the start
+//	    "paused_at": "2026-03-03T08:00:00Z"      // optional: paused; no device starts it
+//	  },
 //	  "containers": [{"name": "web", "digest": "sha256:..."}]              // optional, informational
 //	}
 //
@@ -31,7 +36,8 @@
 // schema other than 1. A new field means a new schema number, so an old
 // device never acts on a manifest it half understands. Object keys are
 // clean relative paths (no "..", no leading "/"), so the same manifest
-// works from s3://, https:// and file:// sources.
+// works from s3://, https:// and file:// sources. (The rollout's
+// start_percent and paused_at joined schema 1 before any device shipped.)
 //
 // Channel and expires are set when the manifest is signed (`updater sign`,
 // `updater publish`); an unsigned build output may lack them, which Decode

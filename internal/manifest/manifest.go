@@ -79,10 +79,14 @@ type Index struct {
 }
 
 // Rollout spreads a release over devices: a device takes it between Start
-// and Start+Duration, at a point fixed by the device.
+// and Start+Duration, at a point fixed by the device (package rollout
+// decides). StartPercent of the fleet may take it at once; while PausedAt
+// is set, no device starts it.
 type Rollout struct {
-	Start    time.Time `json:"start"`
-	Duration Duration  `json:"duration"`
+	Start        time.Time  `json:"start"`
+	Duration     Duration   `json:"duration"`
+	StartPercent float64    `json:"start_percent,omitempty"`
+	PausedAt     *time.Time `json:"paused_at,omitempty"`
 }
 
 // Container names a bundled container image, for information.
@@ -225,8 +229,15 @@ func (m *Manifest) validate() error {
 	if !sha256RE.MatchString(m.Index.SHA256) {
 		return fmt.Errorf("index.sha256 %q is not 64 lowercase hex digits", m.Index.SHA256)
 	}
-	if m.Rollout != nil && (m.Rollout.Start.IsZero() || m.Rollout.Duration < 0) {
-		return errors.New("rollout needs a start and a duration of at least 0")
+	if r := m.Rollout; r != nil {
+		switch {
+		case r.Start.IsZero() || r.Duration < 0:
+			return errors.New("rollout needs a start and a duration of at least 0")
+		case !(r.StartPercent >= 0 && r.StartPercent <= 100):
+			return fmt.Errorf("rollout start_percent %v is not between 0 and 100", r.StartPercent)
+		case r.PausedAt != nil && r.PausedAt.IsZero():
+			return errors.New("rollout paused_at is not a time")
+		}
 	}
 	for i, c := range m.Containers {
 		if c.Name == "" || c.Digest == "" {
