@@ -22,6 +22,7 @@ type applyOptions struct {
 	tries    int
 	reboot   string
 	readBack bool
+	now      bool
 }
 
 func newApplyCmd() *cobra.Command {
@@ -40,6 +41,12 @@ back and checked again), and only then is the slot armed for a trial boot.
 The reboot follows the config's policy (now, in the
 maintenance window, or at the next boot), or --reboot.
 
+A release with a staged rollout (updater publish --rollout) is taken only
+once the rollout has reached this device's place in the fleet (its bucket,
+from /etc/machine-id or device.yaml's rollout.pin), and never while the
+rollout is paused, unless the device already began writing it; until
+then apply says "waiting" and when its turn comes. --now takes it at once.
+
 With --from, the release comes from local media instead of the channel's
 store: a build output directory of updater build (signed with updater
 sign), a directory holding a channel's layout (<channel>/latest.json), or
@@ -50,6 +57,7 @@ takes the same journaled, resumable, delta path.
 ` + cli.ExitCodesHelp,
 		Example: `  updater apply
   updater apply --reboot next-boot
+  updater apply --now                    # before this device's turn in a staged rollout
   updater apply --from /media/usb/release --reboot now
   updater apply --disk disk.img --running-slot a --config device.yaml --state-dir state/`,
 		Args: cli.NoArgs,
@@ -63,6 +71,7 @@ takes the same journaled, resumable, delta path.
 	f.IntVar(&o.tries, "tries", 0, "trial boots before GRUB falls back, 1 to 3 (default: trial_boots of the config, else 1)")
 	f.StringVar(&o.reboot, "reboot", "", "reboot policy for this run: now, window or next-boot (default: the config's)")
 	f.BoolVar(&o.readBack, "read-back", false, "read the whole slot back from the disk and check it before arming it")
+	f.BoolVar(&o.now, "now", false, "take the release now, whatever its staged rollout says (this device's turn, a pause)")
 	return c
 }
 
@@ -115,7 +124,8 @@ func applyRound(c *cobra.Command, d *device, o applyOptions, w io.Writer) (agent
 	log := cli.Logger(os.Stderr, false)
 	u := &agent.Updater{Disk: d.disk, Running: d.running, Source: src, Channel: cfg.Channel, Tries: tries, State: d.state,
 		Progress: cli.Progress(os.Stderr, "writing slot "+string(d.running.Other())), Log: log, ReadBack: o.readBack}
-	round := agent.Round{Checker: ck, Updater: u, Reboot: policy, Offline: d.offline, Log: log}
+	place, placeErr := d.place()
+	round := agent.Round{Checker: ck, Updater: u, Reboot: policy, Offline: d.offline, Place: place, PlaceErr: placeErr, Force: o.now, Log: log}
 	res, err := round.Run(c.Context())
 	if o.out.JSON() {
 		cli.WriteJSON(w, res)

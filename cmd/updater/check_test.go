@@ -61,8 +61,14 @@ func TestCheckOffline(t *testing.T) {
 // offlineDevice installs 1.0.0 on a disk file and publishes 1.1.0 to a
 // file:// channel that the returned device.yaml names.
 func offlineDevice(t *testing.T) (disk, cfg string) {
+	disk, cfg, _, _ = offlineDeviceKey(t)
+	return disk, cfg
+}
+
+// offlineDeviceKey is offlineDevice, and the release key 1.0.0 trusts.
+func offlineDeviceKey(t *testing.T) (disk, cfg string, k *keys.PrivateKey, pub string) {
 	ctx := context.Background()
-	k, pub := testrelease.Key(t)
+	k, pub = testrelease.Key(t)
 	v1 := testrelease.Small(t, pub, "1.0.0", 1, 512<<10, "")
 	grubDir := t.TempDir()
 	if err := grub.BuildImages(ctx, grubDir); err != nil {
@@ -82,7 +88,7 @@ func offlineDevice(t *testing.T) (disk, cfg string) {
 	}
 	cfg = filepath.Join(t.TempDir(), "device.yaml")
 	os.WriteFile(cfg, []byte("source: file://"+storeDir+"\ntrial_boots: 2\n"), 0o600)
-	return disk, cfg
+	return disk, cfg, k, pub
 }
 
 func TestApplyOffline(t *testing.T) {

@@ -4,12 +4,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/twinroot/twinroot/internal/cli"
 	"github.com/twinroot/twinroot/internal/keys"
+	"github.com/twinroot/twinroot/internal/manifest"
 	"github.com/twinroot/twinroot/internal/release"
 	"github.com/twinroot/twinroot/internal/source"
 )
@@ -33,6 +36,9 @@ type publishOptions struct {
 	parallel int
 	store    storeFlags
 	out      cli.Output
+	// rollout and rolloutStart stage the release (--rollout, --start).
+	rollout      time.Duration
+	rolloutStart string
 }
 
 func newPublishCmd() *cobra.Command {
@@ -48,11 +54,18 @@ absent; latest.json is replaced only if no other publish changed it since
 it was read. A serial that is not above the channel's current one, or a
 version already published, is refused before anything is uploaded.
 
+--rollout stages the release: devices take it over that time from now,
+each at its fixed place in the fleet (a bucket from its machine id, or
+device.yaml's canary or late pin), with --start of them at once. A device
+outside the share reached so far waits; updater apply --now on a device
+takes it anyway.
+
 Credentials come from the usual AWS environment variables and profiles.
 
 ` + cli.ExitCodesHelp,
 		Example: `  updater publish --image build/v1.4.0 --channel stable --key release.key --to s3://releases/fleet
   updater publish --image out --channel beta --key ci.key --to s3://rel --endpoint http://127.0.0.1:9000
+  updater publish --image out --channel stable --key ci.key --to s3://rel --rollout 24h --start 5%
 
   # in CI, on every merge to main:
   updater build --rootfs rootfs --trust release.pub --version "1.$RUN" --serial "$RUN" --out out
@@ -66,6 +79,8 @@ Credentials come from the usual AWS environment variables and profiles.
 	f.StringArrayVar(&o.keyFiles, "key", nil, "private key NAME.key (repeatable; required)")
 	f.StringVar(&o.to, "to", "", "store: s3://bucket/prefix or file:///path (required)")
 	f.DurationVar(&o.expires, "expires", o.expires, "time from now until devices refuse the manifest")
+	f.DurationVar(&o.rollout, "rollout", 0, "stage the release: devices take it over this time from now, by their place in the fleet (0: all at once)")
+	f.StringVar(&o.rolloutStart, "start", "", "with --rollout, the share of devices that take it at once, like 5%")
 	f.IntVar(&o.parallel, "parallel", 4, "parts uploaded at once")
 	o.store.AddFlags(c)
 	o.out.AddFlags(f)
@@ -77,6 +92,10 @@ Credentials come from the usual AWS environment variables and profiles.
 
 func runPublish(c *cobra.Command, o publishOptions, w io.Writer) error {
 	if err := o.out.Validate(); err != nil {
+		return err
+	}
+	staged, err := o.staged()
+	if err != nil {
 		return err
 	}
 	var signers []*keys.PrivateKey
@@ -91,7 +110,7 @@ func runPublish(c *cobra.Command, o publishOptions, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	r, err := release.Publish(c.Context(), st, release.PublishOptions{Dir: o.dir, Channel: o.channel, Signers: signers, TTL: o.expires, Parallel: o.parallel})
+	r, err := release.Publish(c.Context(), st, release.PublishOptions{Dir: o.dir, Channel: o.channel, Signers: signers, TTL: o.expires, Parallel: o.parallel, Rollout: staged})
 	if err != nil {
 		return err
 	}
@@ -104,7 +123,30 @@ func runPublish(c *cobra.Command, o publishOptions, w io.Writer) error {
 		fmt.Fprintf(w, "  %s\n", obj)
 	}
 	fmt.Fprintf(w, "expires %s\n", r.Manifest.Expires.Format(time.RFC3339))
+	if ro := r.Manifest.Rollout; ro != nil {
+		fmt.Fprintf(w, "rollout: from %s (%g %% of devices at once) to every device at %s\n",
+			ro.Start.Format(time.RFC3339), ro.StartPercent, ro.Start.Add(time.Duration(ro.Duration)).Format(time.RFC3339))
+	}
 	return nil
+}
+
+// staged is the rollout of --rollout and --start, nil without them.
+func (o publishOptions) staged() (*manifest.Rollout, error) {
+	if o.rollout == 0 && o.rolloutStart == "" {
+		return nil, nil
+	}
+	if o.rollout <= 0 {
+		return nil, cli.UsageError{Err: fmt.Errorf("--rollout %s: want a positive duration, like 24h", o.rollout)}
+	}
+	r := &manifest.Rollout{Duration: manifest.Duration(o.rollout)}
+	if o.rolloutStart != "" {
+		p, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(o.rolloutStart), "%"), 64)
+		if err != nil || !(p >= 0 && p <= 100) {
+			return nil, cli.UsageError{Err: fmt.Errorf("--start %q: want a share of devices from 0%% to 100%%, like 5%%", o.rolloutStart)}
+		}
+		r.StartPercent = p
+	}
+	return r, nil
 }
 
 type verifyOptions struct {
@@ -129,12 +171,7 @@ offset is wrong if anything is.
 ` + cli.ExitCodesHelp,
 		Example: `  updater verify s3://releases/fleet --channel stable --pub release.pub
   updater verify https://cdn.example.com/fleet --channel beta --version 1.5.0 --pub release.pub`,
-		Args: func(c *cobra.Command, args []string) error {
-			if len(args) != 1 {
-				return cli.UsageError{Err: fmt.Errorf("want one URL, got %d arguments", len(args))}
-			}
-			return nil
-		},
+		Args: oneURL,
 		RunE: func(c *cobra.Command, args []string) error { return runVerify(c, o, args[0], c.OutOrStdout()) },
 	}
 	f := c.Flags()
@@ -152,13 +189,9 @@ func runVerify(c *cobra.Command, o verifyOptions, url string, w io.Writer) error
 	if err := o.out.Validate(); err != nil {
 		return err
 	}
-	var pubs []keys.PublicKey
-	for _, p := range o.pubs {
-		k, err := keys.LoadPublic(p)
-		if err != nil {
-			return err
-		}
-		pubs = append(pubs, k)
+	pubs, err := loadPublics(o.pubs)
+	if err != nil {
+		return err
 	}
 	ring, err := keys.NewRing(pubs...)
 	if err != nil {

@@ -23,6 +23,9 @@ const (
 	CheckUpToDate  = "up-to-date"       // the channel's release is not newer than the running one
 	CheckRefused   = "refused"          // the channel's release breaks a rule (reason says which)
 	CheckFailed    = "failed"           // the channel's latest.json could not be read (the error says why)
+	// CheckWaiting: a newer release passes every rule, but its staged
+	// rollout has not reached this device yet (Round decides).
+	CheckWaiting = "waiting"
 )
 
 // Checker looks at the release channel.

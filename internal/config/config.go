@@ -45,7 +45,25 @@ type Config struct {
 	Health          Health        `json:"health"`
 	SlotSize        int64         `json:"slot_size"` // bytes
 	StateDir        string        `json:"state_dir"`
+	Rollout         Rollout       `json:"rollout"`
 }
+
+// Rollout places the device in staged rollouts (package rollout): by the
+// machine id in MachineIDFile, unless Pin says canary (first) or late
+// (last).
+type Rollout struct {
+	Pin           string `json:"pin,omitempty"`
+	MachineIDFile string `json:"machine_id_file"`
+}
+
+// Pins of rollout.pin.
+const (
+	PinCanary = "canary"
+	PinLate   = "late"
+)
+
+// DefaultMachineIDFile is where the machine id is read by default.
+const DefaultMachineIDFile = "/etc/machine-id"
 
 // Credentials are static S3 keys. All empty means the AWS default chain.
 type Credentials struct {
@@ -82,6 +100,7 @@ func Default() *Config {
 		Health:        Health{Deadline: DefaultDeadline},
 		SlotSize:      partition.DefaultSlotSize,
 		StateDir:      DefaultStateDir,
+		Rollout:       Rollout{MachineIDFile: DefaultMachineIDFile},
 	}
 }
 

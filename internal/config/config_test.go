@@ -27,6 +27,7 @@ func TestDefaults(t *testing.T) {
 		Health:        Health{Deadline: 2 * time.Minute},
 		SlotSize:      2 << 30,
 		StateDir:      "/data/twinroot/state",
+		Rollout:       Rollout{MachineIDFile: "/etc/machine-id"},
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("Parse defaults (-want +got):\n%s", diff)
@@ -56,6 +57,9 @@ health:
   deadline: 90s
 slot_size: 512MiB
 state_dir: /var/lib/twinroot/
+rollout:
+  pin: canary
+  machine_id_file: /data/etc/machine-id
 `
 
 func TestEveryField(t *testing.T) {
@@ -83,6 +87,7 @@ func TestEveryField(t *testing.T) {
 		},
 		SlotSize: 512 << 20,
 		StateDir: "/var/lib/twinroot",
+		Rollout:  Rollout{Pin: "canary", MachineIDFile: "/data/etc/machine-id"},
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("Parse (-want +got):\n%s", diff)
@@ -142,6 +147,8 @@ func TestBadFields(t *testing.T) {
 		{"slot size form", "source: s3://b\nslot_size: 2X\n", `slot_size: "2X" is not a size, like 512M or 2G`},
 		{"slot size small", "source: s3://b\nslot_size: 1M\n", "slot_size: 1048576 bytes is below the minimum of 16 MiB"},
 		{"state dir", "source: s3://b\nstate_dir: var/lib\n", `state_dir: "var/lib" is not an absolute path`},
+		{"rollout pin", "source: s3://b\nrollout: {pin: first}\n", `rollout.pin: "first" is not a pin (want canary or late) (line 2)`},
+		{"machine id file", "source: s3://b\nrollout: {machine_id_file: machine-id}\n", `rollout.machine_id_file: "machine-id" is not an absolute path`},
 		{"unknown field", "source: s3://b\ncheck_intervall: 1h\n", "device.yaml: check_intervall: unknown field (line 2)"},
 		{"unknown nested", "source: s3://b\nhealth: {unit: [a]}\n", "health.unit: unknown field"},
 		{"twice", "source: s3://b\nchannel: a\nchannel: b\n", "channel: given twice (first on line 2) (line 3)"},

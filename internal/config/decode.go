@@ -131,6 +131,10 @@ func (c *Config) fields() map[string]field {
 		}),
 		"slot_size": scalar(func(s string) error { return set(&c.SlotSize, s, ParseSize) }),
 		"state_dir": str(&c.StateDir),
+		"rollout": section(map[string]field{
+			"pin":             str(&c.Rollout.Pin),
+			"machine_id_file": str(&c.Rollout.MachineIDFile),
+		}),
 	}
 }
 
@@ -322,6 +326,12 @@ func (d *decoder) check(c *Config) {
 		d.fail("state_dir", "%q is not an absolute path", c.StateDir)
 	}
 	c.StateDir = path.Clean(c.StateDir)
+	if p := c.Rollout.Pin; p != "" && p != PinCanary && p != PinLate {
+		d.fail("rollout.pin", "%q is not a pin (want %s or %s)", p, PinCanary, PinLate)
+	}
+	if !path.IsAbs(c.Rollout.MachineIDFile) {
+		d.fail("rollout.machine_id_file", "%q is not an absolute path", c.Rollout.MachineIDFile)
+	}
 }
 
 // checkSource reports whether source is a valid s3:// URL, and reports an

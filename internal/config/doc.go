@@ -37,6 +37,9 @@
 //	                                 #   K, M, G, T (binary: 2G = 2 GiB); default 2G, at least 16M
 //	state_dir: /data/twinroot/state  # updater state (journal, last check) on the data
 //	                                 #   partition; absolute; default /data/twinroot/state
+//	rollout:                         # the device's place in staged rollouts (package rollout)
+//	  pin: canary                    # canary (first) or late (last); default: by machine id
+//	  machine_id_file: /etc/machine-id # absolute; default /etc/machine-id
 //
 // Durations are Go durations (90s, 30m, 1h30m). endpoint, region and the
 // credentials only mean something for an s3:// source and are refused with

@@ -219,6 +219,21 @@ func verifySignatures(e *Envelope, trusted keys.Ring) error {
 // and checks it as a device trusting the signers would (with no running
 // release). It returns the envelope and the manifest in it.
 func SignRelease(b []byte, channel string, now time.Time, ttl time.Duration, signers ...*keys.PrivateKey) ([]byte, *Manifest, error) {
+	return SignReleaseWith(b, SignOptions{Channel: channel, Now: now, TTL: ttl}, signers...)
+}
+
+// SignOptions are SignRelease's, and a staged rollout.
+type SignOptions struct {
+	Channel string
+	Now     time.Time
+	TTL     time.Duration
+	// Rollout, when set, replaces the manifest's staged rollout.
+	Rollout *Rollout
+}
+
+// SignReleaseWith is SignRelease with o, which may set the rollout.
+func SignReleaseWith(b []byte, o SignOptions, signers ...*keys.PrivateKey) ([]byte, *Manifest, error) {
+	channel, now, ttl := o.Channel, o.Now, o.TTL
 	if err := ValidChannel(channel); err != nil {
 		return nil, nil, err
 	}
@@ -241,6 +256,9 @@ func SignRelease(b []byte, channel string, now time.Time, ttl time.Duration, sig
 	}
 	now = now.UTC().Truncate(time.Second)
 	m.Channel, m.Expires = channel, now.Add(ttl)
+	if o.Rollout != nil {
+		m.Rollout = o.Rollout
+	}
 	if m.Created.IsZero() {
 		m.Created = now
 	}

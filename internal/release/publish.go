@@ -25,6 +25,9 @@ type PublishOptions struct {
 	Signers []*keys.PrivateKey
 	TTL     time.Duration
 	Now     time.Time
+	// Rollout, when set, stages the release (package rollout): it starts
+	// at Now when its start is zero.
+	Rollout *manifest.Rollout
 	// PartSize and Parallel of the multipart upload of the image object.
 	PartSize int64
 	Parallel int
@@ -87,7 +90,12 @@ func Publish(ctx context.Context, st source.Store, o PublishOptions) (PublishRes
 	} else if !errors.Is(err, source.ErrNotFound) {
 		return r, err
 	}
-	signed, m, err := SignDir(ctx, o.Dir, o.Channel, o.Now, o.TTL, o.Signers...)
+	if o.Rollout != nil && o.Rollout.Start.IsZero() {
+		r := *o.Rollout
+		r.Start = o.Now.UTC().Truncate(time.Second)
+		o.Rollout = &r
+	}
+	signed, m, err := SignDirWith(ctx, o.Dir, manifest.SignOptions{Channel: o.Channel, Now: o.Now, TTL: o.TTL, Rollout: o.Rollout}, o.Signers...)
 	if err != nil {
 		return r, err
 	}

@@ -19,12 +19,17 @@ import (
 // checking the build outputs beside it, and replaces it atomically with the
 // signed envelope. On any error the file is left as it was.
 func SignDir(ctx context.Context, dir, channel string, now time.Time, ttl time.Duration, signers ...*keys.PrivateKey) ([]byte, *manifest.Manifest, error) {
+	return SignDirWith(ctx, dir, manifest.SignOptions{Channel: channel, Now: now, TTL: ttl}, signers...)
+}
+
+// SignDirWith is SignDir with o, which may set a staged rollout.
+func SignDirWith(ctx context.Context, dir string, o manifest.SignOptions, signers ...*keys.PrivateKey) ([]byte, *manifest.Manifest, error) {
 	path := filepath.Join(dir, ManifestFile)
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read manifest: %w", err)
 	}
-	signed, m, err := manifest.SignRelease(b, channel, now, ttl, signers...)
+	signed, m, err := manifest.SignReleaseWith(b, o, signers...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w; not changed", path, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twinroot/twinroot/internal/config"
 	"github.com/twinroot/twinroot/internal/manifest"
 )
 
@@ -19,12 +20,9 @@ const bucketKey = "twinroot rollout bucket v1"
 
 // Pins of device.yaml's rollout.pin.
 const (
-	Canary = "canary" // bucket 0: in as soon as a rollout starts
-	Late   = "late"   // bucket 1: in when a rollout is complete
+	Canary = config.PinCanary // bucket 0: in as soon as a rollout starts
+	Late   = config.PinLate   // bucket 1: in when a rollout is complete
 )
-
-// MachineIDFile is where a device's machine id is read from by default.
-const MachineIDFile = "/etc/machine-id"
 
 // ErrNoMachineID says a device has no machine id to place it in a rollout.
 var ErrNoMachineID = errors.New("no machine id")
@@ -60,6 +58,9 @@ func PlaceOf(pin, idFile string) (Place, error) {
 	case "":
 	default:
 		return Place{Bucket: 1}, fmt.Errorf("rollout pin %q: want %s or %s", pin, Canary, Late)
+	}
+	if idFile == "" {
+		return Place{Bucket: 1, Pin: Late}, fmt.Errorf("%w on a disk that is not the running system's: it goes when a rollout is complete", ErrNoMachineID)
 	}
 	b, err := os.ReadFile(idFile)
 	if err != nil {
@@ -135,8 +136,9 @@ func turn(r *manifest.Rollout, bucket float64) time.Time {
 	if bucket >= 1 {
 		return r.Start.Add(d)
 	}
-	// The first instant the share is above bucket, to the nanosecond.
-	return r.Start.Add(time.Duration(math.Floor((bucket-from)/(1-from)*float64(d))) + 1)
+	// The first whole second the share is above bucket.
+	at := r.Start.Add(time.Duration(math.Floor((bucket-from)/(1-from)*float64(d))) + 1)
+	return at.Add(time.Second - 1).Truncate(time.Second)
 }
 
 // Pause pauses r at now: its share stays what it is.
