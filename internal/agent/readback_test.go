@@ -54,6 +54,11 @@ func TestSlotReadsBackDifferent(t *testing.T) {
 	if _, err := f.WriteAt(b, at); err != nil {
 		t.Fatal(err)
 	}
+	// On the file's disk, where a read of the loop device around its
+	// page cache finds it.
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
 	f.Close()
 
 	_, err = round().Run(ctx)

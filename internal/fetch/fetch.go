@@ -890,9 +890,9 @@ func (r *run) checkpoint(n int) error {
 
 // verify reads back, chunk by chunk, what this run did not write itself
 // (the chunks an earlier run wrote and the journal recorded), or the whole
-// slot with Options.ReadBack, and compares each chunk with the index. Like
-// stream.Verify it first drops those bytes from the page cache when the
-// target is a file or a block device, so the bytes hashed are the disk's.
+// slot with Options.ReadBack, and compares each chunk with the index. A
+// target that is a disk or a file is read around the page cache
+// (stream.DirectReader), so the bytes hashed are the disk's.
 // The chunks this run wrote were hashed before they were written, and the
 // chunks of an index tile the image, so the slot then holds exactly the
 // image the index (signed through the manifest) describes.
@@ -905,8 +905,14 @@ func (r *run) verify(ctx context.Context) error {
 		return nil
 	}
 	cs := r.idx.Chunks
-	if f, ok := r.o.Target.(interface{ Fd() uintptr }); ok {
-		_ = unix.Fadvise(int(f.Fd()), r.o.TargetOffset, cs[n-1].Offset+cs[n-1].Length, unix.FADV_DONTNEED)
+	var src io.ReaderAt = r.o.Target
+	if f, ok := r.o.Target.(interface{ Name() string }); ok {
+		d, err := stream.OpenDirectReader(f.Name())
+		if err != nil {
+			return fmt.Errorf("verify slot: %w", err)
+		}
+		defer d.Close()
+		src = d
 	}
 	var buf []byte
 	for i, c := range cs[:n] {
@@ -915,7 +921,7 @@ func (r *run) verify(ctx context.Context) error {
 		}
 		buf = grow(buf, c.Length)
 		at := r.o.TargetOffset + c.Offset
-		if _, err := r.o.Target.ReadAt(buf, at); err != nil {
+		if _, err := src.ReadAt(buf, at); err != nil {
 			return fmt.Errorf("verify slot: read back chunk %d from %s at %d: %w", i, r.targetName(), at, bare(err))
 		}
 		if sha256.Sum256(buf) != c.SHA256 {

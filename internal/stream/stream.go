@@ -8,7 +8,6 @@ import (
 	"os"
 
 	"github.com/minio/sha256-simd"
-	"golang.org/x/sys/unix"
 
 	"github.com/twinroot/twinroot/internal/refusal"
 )
@@ -54,12 +53,16 @@ func CopyHashed(ctx context.Context, dst Disk, off int64, src io.ReaderAt, size 
 	return h.Sum(nil), nil
 }
 
-// Verify reads size bytes at off of f, after asking the kernel to drop them
-// from the page cache, and compares their SHA-256 with want.
+// Verify reads size bytes at off of f around the page cache
+// (DirectReader) and compares their SHA-256 with want.
 func Verify(f *os.File, off, size int64, want []byte) error {
-	_ = unix.Fadvise(int(f.Fd()), off, size, unix.FADV_DONTNEED)
+	d, err := OpenDirectReader(f.Name())
+	if err != nil {
+		return fmt.Errorf("read back: %w", err)
+	}
+	defer d.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, off, size)); err != nil {
+	if _, err := io.CopyBuffer(h, io.NewSectionReader(d, off, size), make([]byte, directBuf)); err != nil {
 		return fmt.Errorf("read back: %w", err)
 	}
 	if got := h.Sum(nil); subtle.ConstantTimeCompare(got, want) != 1 {
