@@ -26,10 +26,12 @@ func newCheckCmd() *cobra.Command {
 transferred when it did not change), verifies it with the keys baked into
 the running image and every acceptance rule (signature, channel, expiry,
 serial, anti-rollback floor, bad versions, slot size), and says whether an
-update applies. A refusal is reported with the rule that failed.
+update applies. A refusal is reported with the rule that failed. A release
+whose staged rollout has not reached this device yet is "waiting", with
+when its turn comes.
 
-Exit 0 when an update is available or the device is up to date, 3 when
-the channel's release is refused.
+Exit 0 when an update is available, waiting, or the device is up to date,
+3 when the channel's release is refused.
 
 ` + cli.ExitCodesHelp,
 		Example: `  updater check

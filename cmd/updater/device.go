@@ -162,18 +162,16 @@ func (d *device) checker(src source.Source) (*agent.Checker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("running slot %s: %w", d.running, err)
 	}
-	return &agent.Checker{Source: src, Channel: d.cfg.Channel, Running: rel, SlotSize: d.disk.Layout.Slot(d.running.Other()).Size, State: d.state}, nil
-}
-
-// place is the device's place in staged rollouts: device.yaml's pin, else
-// the bucket of its machine id. A disk that is not the running system's
-// has no machine id here (the host's is another machine's), nor has a
-// device without one: it goes when a rollout is complete, and the error
-// says why.
-func (d *device) place() (rollout.Place, error) {
+	ck := &agent.Checker{Source: src, Channel: d.cfg.Channel, Running: rel, SlotSize: d.disk.Layout.Slot(d.running.Other()).Size, State: d.state}
+	// The device's place in staged rollouts: device.yaml's pin, else the
+	// bucket of its machine id. A disk that is not the running system's
+	// has no machine id here (the host's is another machine's), nor has a
+	// device without one: it goes when a rollout is complete, and the
+	// error says why.
 	idFile := d.cfg.Rollout.MachineIDFile
 	if d.offline {
 		idFile = ""
 	}
-	return rollout.PlaceOf(d.cfg.Rollout.Pin, idFile)
+	ck.Place, ck.PlaceErr = rollout.PlaceOf(d.cfg.Rollout.Pin, idFile)
+	return ck, nil
 }

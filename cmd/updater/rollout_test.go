@@ -51,9 +51,12 @@ func TestPublishStaged(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	if code != 0 || res.Apply != nil || res.Check.Outcome != agent.CheckWaiting || res.Rollout == nil || res.Rollout.Bucket != 1 ||
+	if code != 0 || res.Apply != nil || res.Check.Outcome != agent.CheckWaiting || res.Check.Rollout == nil || res.Check.Rollout.Bucket != 1 ||
 		!strings.Contains(res.Check.Reason, "its turn comes at "+m.Rollout.Start.Add(24*60*60*1e9).Format("2006-01-02T15:04:05Z")) {
 		t.Fatalf("apply of a staged release on a device that goes last: exit %d: %s", code, out)
+	}
+	if out, code := run(t, "check", "--disk", disk, "--running-slot", "a", "--config", cfg, "--state-dir", stateDir); code != 0 || !strings.HasPrefix(out, "waiting: 2.0.0's rollout has reached ") {
+		t.Errorf("check of a staged release on a device that goes last: exit %d: %s", code, out)
 	}
 	// Paused: the device waits for that reason; pausing twice is refused,
 	// and status and resume say where the rollout stands.

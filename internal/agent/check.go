@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/twinroot/twinroot/internal/fetch"
 	"github.com/twinroot/twinroot/internal/manifest"
 	"github.com/twinroot/twinroot/internal/refusal"
+	"github.com/twinroot/twinroot/internal/rollout"
 	"github.com/twinroot/twinroot/internal/source"
 	"github.com/twinroot/twinroot/internal/state"
 )
@@ -24,7 +27,7 @@ const (
 	CheckRefused   = "refused"          // the channel's release breaks a rule (reason says which)
 	CheckFailed    = "failed"           // the channel's latest.json could not be read (the error says why)
 	// CheckWaiting: a newer release passes every rule, but its staged
-	// rollout has not reached this device yet (Round decides).
+	// rollout has not reached this device yet (reason says when it does).
 	CheckWaiting = "waiting"
 )
 
@@ -40,6 +43,13 @@ type Checker struct {
 	// image's (package fetch); zero values are its defaults.
 	StallTimeout time.Duration
 	Retry        fetch.RetryFunc
+	// Place is the device's place in staged rollouts (package rollout),
+	// and PlaceErr why it is not its machine id's (it goes last). Force
+	// (updater apply --now) takes a release whatever its rollout says.
+	Place    rollout.Place
+	PlaceErr error
+	Force    bool
+	Log      *slog.Logger
 }
 
 // CheckResult is the outcome of one check.
@@ -49,6 +59,9 @@ type CheckResult struct {
 	NotModified bool               `json:"not_modified"`
 	Running     string             `json:"running_version"`
 	Manifest    *manifest.Manifest `json:"manifest,omitempty"`
+	// Rollout is the staged rollout's decision on a newer release that
+	// has one.
+	Rollout *rollout.Decision `json:"rollout,omitempty"`
 	// FirstReport is false when the same refusal of the same version was
 	// already reported: a permanent error is reported once, not in a loop.
 	FirstReport bool `json:"-"`
@@ -154,6 +167,9 @@ func (c *Checker) Check(ctx context.Context) (CheckResult, error) {
 		r.Outcome = CheckAvailable
 		r.Reason = fmt.Sprintf("%s (serial %d) is newer than the running %s (serial %d)", m.Version, m.Serial, c.Running.Version, c.Running.Serial)
 		st.Accept(m.Serial, m.MinSerial)
+		if err := c.wave(&r, now()); err != nil {
+			return r, err
+		}
 	case errors.Is(verr, manifest.ErrNotNewer):
 		r.Outcome, r.Reason = CheckUpToDate, verr.Error()
 		st.Failures = nil // nothing to take
@@ -174,4 +190,41 @@ func (c *Checker) Check(ctx context.Context) (CheckResult, error) {
 		return r, fmt.Errorf("%w; no slot touched", err)
 	}
 	return r, nil
+}
+
+// wave decides whether the newer release's staged rollout has reached
+// this device (package rollout), and when it has not, makes the outcome
+// CheckWaiting, with when the device's turn comes. A device that has
+// begun writing the release (its journal names the release's index) goes
+// on through a pause.
+func (c *Checker) wave(r *CheckResult, now time.Time) error {
+	m := r.Manifest
+	if m.Rollout == nil {
+		return nil
+	}
+	j, err := fetch.FileJournal{Path: c.State.Path(state.JournalFile)}.Load()
+	if err != nil {
+		return err
+	}
+	started := hex.EncodeToString(j.Index[:]) == m.Index.SHA256
+	d := rollout.Decide(m.Rollout, c.Place, now, started)
+	r.Rollout = &d
+	if c.PlaceErr != nil && c.Log != nil {
+		c.Log.Warn("staged rollout: "+c.PlaceErr.Error(), "version", m.Version, "bucket", c.Place.Bucket)
+	}
+	if d.In || c.Force {
+		return nil
+	}
+	reason := fmt.Sprintf("%s's rollout has reached %.1f %% of devices, not this one (bucket %.4f)", m.Version, max(d.Share, 0)*100, d.Bucket)
+	switch {
+	case d.Paused:
+		reason = fmt.Sprintf("%s's rollout is paused at %.1f %% of devices; this one has not started it", m.Version, max(d.Share, 0)*100)
+	case d.Share < 0:
+		reason = fmt.Sprintf("%s's rollout starts at %s", m.Version, m.Rollout.Start.UTC().Format(time.RFC3339))
+	}
+	if !d.At.IsZero() && !d.At.Equal(m.Rollout.Start) {
+		reason += fmt.Sprintf("; its turn comes at %s", d.At.UTC().Format(time.RFC3339))
+	}
+	r.Outcome, r.Reason = CheckWaiting, reason
+	return nil
 }

@@ -85,12 +85,12 @@ func TestRoundRollout(t *testing.T) {
 			before, _ := c.disk.Load()
 			slotB := slotSum(t, c.disk, partition.B)
 			r := c.round(t, partition.A, start.Add(tc.after), config.Reboot{Policy: config.PolicyNextBoot})
-			r.Place, r.Force = rollout.Place{Bucket: tc.bucket}, tc.force
+			r.Checker.Place, r.Checker.Force = rollout.Place{Bucket: tc.bucket}, tc.force
 			res, err := r.Run(context.Background())
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
-			if res.Rollout == nil {
+			if res.Check.Rollout == nil {
 				t.Fatalf("no rollout decision in %+v", res)
 			}
 			after, _ := c.disk.Load()
