@@ -167,9 +167,7 @@ func (c *Checker) Check(ctx context.Context) (CheckResult, error) {
 		r.Outcome = CheckAvailable
 		r.Reason = fmt.Sprintf("%s (serial %d) is newer than the running %s (serial %d)", m.Version, m.Serial, c.Running.Version, c.Running.Serial)
 		st.Accept(m.Serial, m.MinSerial)
-		if err := c.wave(&r, now()); err != nil {
-			return r, err
-		}
+		c.wave(&r, now())
 	case errors.Is(verr, manifest.ErrNotNewer):
 		r.Outcome, r.Reason = CheckUpToDate, verr.Error()
 		st.Failures = nil // nothing to take
@@ -196,24 +194,22 @@ func (c *Checker) Check(ctx context.Context) (CheckResult, error) {
 // this device (package rollout), and when it has not, makes the outcome
 // CheckWaiting, with when the device's turn comes. A device that has
 // begun writing the release (its journal names the release's index) goes
-// on through a pause.
-func (c *Checker) wave(r *CheckResult, now time.Time) error {
+// on through a pause; a journal that cannot be read says nothing was
+// begun, as it makes the apply start over.
+func (c *Checker) wave(r *CheckResult, now time.Time) {
 	m := r.Manifest
 	if m.Rollout == nil {
-		return nil
+		return
 	}
 	j, err := fetch.FileJournal{Path: c.State.Path(state.JournalFile)}.Load()
-	if err != nil {
-		return err
-	}
-	started := hex.EncodeToString(j.Index[:]) == m.Index.SHA256
+	started := err == nil && hex.EncodeToString(j.Index[:]) == m.Index.SHA256
 	d := rollout.Decide(m.Rollout, c.Place, now, started)
 	r.Rollout = &d
 	if c.PlaceErr != nil && c.Log != nil {
 		c.Log.Warn("staged rollout: "+c.PlaceErr.Error(), "version", m.Version, "bucket", c.Place.Bucket)
 	}
 	if d.In || c.Force {
-		return nil
+		return
 	}
 	reason := fmt.Sprintf("%s's rollout has reached %.1f %% of devices, not this one (bucket %.4f)", m.Version, max(d.Share, 0)*100, d.Bucket)
 	switch {
@@ -226,5 +222,4 @@ func (c *Checker) wave(r *CheckResult, now time.Time) error {
 		reason += fmt.Sprintf("; its turn comes at %s", d.At.UTC().Format(time.RFC3339))
 	}
 	r.Outcome, r.Reason = CheckWaiting, reason
-	return nil
 }

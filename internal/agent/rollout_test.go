@@ -55,18 +55,21 @@ func TestRoundRollout(t *testing.T) {
 		after   time.Duration // the device's clock, after the publish
 		force   bool
 		started bool // the journal names the release: an apply was cut
+		garbage bool // the journal cannot be read
 		wait    string
 	}{
-		{"bucket 0.5, a quarter in", day, 0.5, 6 * time.Hour, false, false,
+		{"bucket 0.5, a quarter in", day, 0.5, 6 * time.Hour, false, false, false,
 			"2.0.0's rollout has reached 25.0 % of devices, not this one (bucket 0.5000); its turn comes at " + start.Add(12*time.Hour+time.Second).Format(time.RFC3339)},
-		{"bucket 0.5, its turn passed", day, 0.5, 13 * time.Hour, false, false, ""},
-		{"bucket 0.5, a quarter in, --now", day, 0.5, 6 * time.Hour, true, false, ""},
-		{"before the start", manifest.Rollout{Start: start.Add(time.Hour), Duration: day.Duration}, 0, 0, false, false,
+		{"bucket 0.5, its turn passed", day, 0.5, 13 * time.Hour, false, false, false, ""},
+		{"bucket 0.5, a quarter in, --now", day, 0.5, 6 * time.Hour, true, false, false, ""},
+		{"before the start", manifest.Rollout{Start: start.Add(time.Hour), Duration: day.Duration}, 0, 0, false, false, false,
 			"2.0.0's rollout starts at " + start.Add(time.Hour).Format(time.RFC3339)},
-		{"paused, a canary", pausedDay, 0, 2 * time.Hour, false, false,
+		{"paused, a canary", pausedDay, 0, 2 * time.Hour, false, false, false,
 			"2.0.0's rollout is paused at 4.2 % of devices; this one has not started it"},
-		{"paused, started before the pause", pausedDay, 0, 2 * time.Hour, false, true, ""},
-		{"paused, --now", pausedDay, 0.9, 2 * time.Hour, true, false, ""},
+		{"paused, started before the pause", pausedDay, 0, 2 * time.Hour, false, true, false, ""},
+		{"paused, an unreadable journal", pausedDay, 0, 2 * time.Hour, false, false, true,
+			"2.0.0's rollout is paused at 4.2 % of devices; this one has not started it"},
+		{"paused, --now", pausedDay, 0.9, 2 * time.Hour, true, false, false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c.fresh(t)
@@ -79,6 +82,14 @@ func TestRoundRollout(t *testing.T) {
 					t.Fatal(err)
 				}
 				if err := (fetch.FileJournal{Path: c.state.Path(state.JournalFile)}).Save(j); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.garbage {
+				if err := os.MkdirAll(c.state.Dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(c.state.Path(state.JournalFile), []byte("{torn"), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
