@@ -202,6 +202,14 @@ func (f *fileStore) Upload(ctx context.Context, key string, r io.ReaderAt, size,
 	return f.PutIfAbsent(ctx, key, io.NewSectionReader(r, 0, size), size)
 }
 
+func (f *fileStore) Put(_ context.Context, key string, r io.Reader, size int64) error {
+	fill := func(fh *os.File) error {
+		_, err := io.Copy(fh, io.LimitReader(r, size))
+		return err
+	}
+	return f.write("put", key, size, fill, os.Rename)
+}
+
 func (f *fileStore) Replace(_ context.Context, key string, r io.Reader, size int64, etag string) error {
 	fill := func(fh *os.File) error {
 		_, err := io.Copy(fh, io.LimitReader(r, size))

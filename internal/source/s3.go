@@ -239,6 +239,22 @@ func (s *s3Store) PutIfAbsent(ctx context.Context, key string, r io.Reader, size
 	return nil
 }
 
+func (s *s3Store) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	in := &s3.PutObjectInput{
+		Bucket:        aws.String(s.loc.host),
+		Key:           aws.String(s.objectKey(key)),
+		Body:          r,
+		ContentLength: aws.Int64(size),
+	}
+	if _, err := s.client.PutObject(ctx, in, s.payloadOpts(r)...); err != nil {
+		return s.s3Error("put", key, err)
+	}
+	return nil
+}
+
 func (s *s3Store) Replace(ctx context.Context, key string, r io.Reader, size int64, etag string) error {
 	if etag == "" {
 		return s.PutIfAbsent(ctx, key, r, size)

@@ -80,6 +80,11 @@ type Store interface {
 	// ErrChanged and the stored object is unchanged. An empty etag means
 	// key must not exist yet (ErrExists otherwise).
 	Replace(ctx context.Context, key string, r io.Reader, size int64, etag string) error
+	// Put writes size bytes from r to key, replacing what is there: for
+	// objects that only their writer writes, like a device's reports,
+	// with keys that may put objects and do nothing else (no read, no
+	// list), so no condition can be checked.
+	Put(ctx context.Context, key string, r io.Reader, size int64) error
 	// List returns the objects whose key starts with prefix, sorted by key.
 	List(ctx context.Context, prefix string) ([]Object, error)
 }

@@ -319,6 +319,23 @@ func TestStore(t *testing.T) {
 				t.Errorf("6 racing PutIfAbsent: %d won, %d got ErrExists; want 1 and 5", won.Load(), lost.Load())
 			}
 
+			// Put writes, and writes over, with no condition.
+			for _, d := range [][]byte{[]byte(`{"event":"applied"}`), []byte(`{"event":"committed"}`)} {
+				if err := st.Put(ctx, "reports/stable/2.0.0/dev.json", bytes.NewReader(d), int64(len(d))); err != nil {
+					t.Fatalf("Put %s: %v", d, err)
+				}
+				body, _, err := st.Get(ctx, "reports/stable/2.0.0/dev.json", "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := readAll(t, body); !bytes.Equal(got, d) {
+					t.Errorf("after Put the object is %q, want %q", got, d)
+				}
+			}
+			if err := st.Put(ctx, "../outside", strings.NewReader("x"), 1); err == nil {
+				t.Error("Put of a key outside the store succeeded")
+			}
+
 			// Replace is a compare-and-swap on the ETag.
 			v1 := []byte(`{"latest":"1.0.0"}`)
 			if err := st.Replace(ctx, "stable/latest.json", bytes.NewReader(v1), int64(len(v1)), ""); err != nil {
@@ -394,7 +411,7 @@ func TestStore(t *testing.T) {
 			for _, o := range all {
 				keys = append(keys, o.Key)
 			}
-			if diff := cmp.Diff([]string{"stable/1.0.0/manifest.json", "stable/1.0.0/slot.img.zst", "stable/latest.json", "stable/race", "stable/stream"}, keys); diff != "" {
+			if diff := cmp.Diff([]string{"reports/stable/2.0.0/dev.json", "stable/1.0.0/manifest.json", "stable/1.0.0/slot.img.zst", "stable/latest.json", "stable/race", "stable/stream"}, keys); diff != "" {
 				t.Errorf("List() keys (-want +got):\n%s", diff)
 			}
 
