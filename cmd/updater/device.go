@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +21,7 @@ import (
 	"github.com/twinroot/twinroot/internal/partition"
 	"github.com/twinroot/twinroot/internal/refusal"
 	"github.com/twinroot/twinroot/internal/release"
+	"github.com/twinroot/twinroot/internal/report"
 	"github.com/twinroot/twinroot/internal/rollout"
 	"github.com/twinroot/twinroot/internal/source"
 	"github.com/twinroot/twinroot/internal/state"
@@ -174,4 +177,30 @@ func (d *device) checker(src source.Source) (*agent.Checker, error) {
 	}
 	ck.Place, ck.PlaceErr = rollout.PlaceOf(d.cfg.Rollout.Pin, idFile)
 	return ck, nil
+}
+
+// reporter is the device's reporter (package report), nil without a
+// report section. A reporter that cannot be set up is logged and left out:
+// reports never stand in an update's way.
+func (d *device) reporter(ctx context.Context, ck *agent.Checker, log *slog.Logger) *report.Reporter {
+	r := d.cfg.Report
+	if r.To == "" {
+		return nil
+	}
+	idFile := d.cfg.Rollout.MachineIDFile
+	if d.offline {
+		idFile = ""
+	}
+	id, err := report.DeviceID(idFile, d.state.Dir)
+	if err != nil {
+		log.Warn("no reports: device id: " + err.Error())
+		return nil
+	}
+	st, err := source.OpenStore(ctx, r.To, source.Options{Endpoint: cmp.Or(r.Endpoint, d.cfg.Endpoint), Region: cmp.Or(r.Region, d.cfg.Region),
+		AccessKey: string(r.Credentials.AccessKeyID), SecretKey: string(r.Credentials.SecretAccessKey), SessionToken: string(r.Credentials.SessionToken)})
+	if err != nil {
+		log.Warn("no reports: " + err.Error())
+		return nil
+	}
+	return &report.Reporter{Store: st, Device: id, Channel: d.cfg.Channel, Bucket: ck.Place.Bucket, Log: log}
 }

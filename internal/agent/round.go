@@ -9,6 +9,7 @@ import (
 
 	"github.com/twinroot/twinroot/internal/config"
 	"github.com/twinroot/twinroot/internal/refusal"
+	"github.com/twinroot/twinroot/internal/report"
 	"github.com/twinroot/twinroot/internal/state"
 )
 
@@ -23,8 +24,11 @@ type Round struct {
 	// Offline is a disk that is not the running system's: it is never
 	// rebooted. The caller reboots when RoundResult.RebootNow says so.
 	Offline bool
-	Now     func() time.Time
-	Log     *slog.Logger
+	// Report, when set, gets the apply's outcome (package report): it
+	// never fails the round.
+	Report *report.Reporter
+	Now    func() time.Time
+	Log    *slog.Logger
 }
 
 // RoundResult reports a round.
@@ -63,8 +67,14 @@ func (r *Round) Run(ctx context.Context) (RoundResult, error) {
 		}
 		return res, cr.Err
 	}
-	a, err := r.Updater.Apply(ctx, cr.Manifest)
-	if serr := r.record(cr.Manifest.Version, now(), err); serr != nil {
+	m := cr.Manifest
+	a, err := r.Updater.Apply(ctx, m)
+	if err != nil {
+		r.Report.Send(ctx, report.Failed, m.Version, m.Serial, r.Checker.Running.Version, strings.ReplaceAll(err.Error(), "\n", "; "))
+	} else {
+		r.Report.Send(ctx, report.Applied, m.Version, m.Serial, r.Checker.Running.Version, "")
+	}
+	if serr := r.record(m.Version, now(), err); serr != nil {
 		if err == nil {
 			return res, serr
 		}

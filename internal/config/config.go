@@ -46,6 +46,17 @@ type Config struct {
 	SlotSize        int64         `json:"slot_size"` // bytes
 	StateDir        string        `json:"state_dir"`
 	Rollout         Rollout       `json:"rollout"`
+	Report          Report        `json:"report,omitzero"`
+}
+
+// Report is where the device writes its reports (package report), with
+// keys that may only put objects; To empty: no reports. Endpoint and
+// Region default to the source's.
+type Report struct {
+	To          string      `json:"to,omitempty"`
+	Endpoint    string      `json:"endpoint,omitempty"`
+	Region      string      `json:"region,omitempty"`
+	Credentials Credentials `json:"credentials,omitzero"`
 }
 
 // Rollout places the device in staged rollouts (package rollout): by the

@@ -60,6 +60,10 @@ state_dir: /var/lib/twinroot/
 rollout:
   pin: canary
   machine_id_file: /data/etc/machine-id
+report:
+  to: s3://fleet/reports
+  endpoint: http://10.0.2.100:9001
+  credentials: {access_key_id: PUTONLY, secret_access_key: s3cr3t}
 `
 
 func TestEveryField(t *testing.T) {
@@ -88,6 +92,8 @@ func TestEveryField(t *testing.T) {
 		SlotSize: 512 << 20,
 		StateDir: "/var/lib/twinroot",
 		Rollout:  Rollout{Pin: "canary", MachineIDFile: "/data/etc/machine-id"},
+		Report: Report{To: "s3://fleet/reports", Endpoint: "http://10.0.2.100:9001",
+			Credentials: Credentials{AccessKeyID: "PUTONLY", SecretAccessKey: "s3cr3t"}},
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("Parse (-want +got):\n%s", diff)
@@ -149,6 +155,10 @@ func TestBadFields(t *testing.T) {
 		{"state dir", "source: s3://b\nstate_dir: var/lib\n", `state_dir: "var/lib" is not an absolute path`},
 		{"rollout pin", "source: s3://b\nrollout: {pin: first}\n", `rollout.pin: "first" is not a pin (want canary or late) (line 2)`},
 		{"machine id file", "source: s3://b\nrollout: {machine_id_file: machine-id}\n", `rollout.machine_id_file: "machine-id" is not an absolute path`},
+		{"report to", "source: s3://b\nreport: {to: https://h/r}\n", `report.to: "https://h/r" is not s3://bucket/prefix or file:///path (line 2)`},
+		{"report without to", "source: s3://b\nreport: {region: x}\n", "report.to: missing: where the reports go"},
+		{"report half credentials", "source: s3://b\nreport: {to: s3://r/p, credentials: {access_key_id: a}}\n", "report.credentials.secret_access_key: missing"},
+		{"report credentials on file", "source: s3://b\nreport: {to: file:///r, credentials: {access_key_id: a, secret_access_key: b}}\n", "report.to: endpoint, region and credentials are only used with s3://"},
 		{"unknown field", "source: s3://b\ncheck_intervall: 1h\n", "device.yaml: check_intervall: unknown field (line 2)"},
 		{"unknown nested", "source: s3://b\nhealth: {unit: [a]}\n", "health.unit: unknown field"},
 		{"twice", "source: s3://b\nchannel: a\nchannel: b\n", "channel: given twice (first on line 2) (line 3)"},

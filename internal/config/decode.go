@@ -135,6 +135,16 @@ func (c *Config) fields() map[string]field {
 			"pin":             str(&c.Rollout.Pin),
 			"machine_id_file": str(&c.Rollout.MachineIDFile),
 		}),
+		"report": section(map[string]field{
+			"to":       str(&c.Report.To),
+			"endpoint": str(&c.Report.Endpoint),
+			"region":   str(&c.Report.Region),
+			"credentials": section(map[string]field{
+				"access_key_id":     secret(&c.Report.Credentials.AccessKeyID),
+				"secret_access_key": secret(&c.Report.Credentials.SecretAccessKey),
+				"session_token":     secret(&c.Report.Credentials.SessionToken),
+			}),
+		}),
 	}
 }
 
@@ -331,6 +341,39 @@ func (d *decoder) check(c *Config) {
 	}
 	if !path.IsAbs(c.Rollout.MachineIDFile) {
 		d.fail("rollout.machine_id_file", "%q is not an absolute path", c.Rollout.MachineIDFile)
+	}
+	d.checkReport(c.Report)
+}
+
+// checkReport checks the report section: an s3:// or file:// place, and
+// the S3 fields only with s3://.
+func (d *decoder) checkReport(r Report) {
+	if r.To == "" {
+		if r.Endpoint != "" || r.Region != "" || !r.Credentials.IsZero() {
+			d.fail("report.to", "missing: where the reports go, like s3://bucket/prefix")
+		}
+		return
+	}
+	u, err := url.Parse(r.To)
+	s3 := err == nil && u.Scheme == "s3" && u.Host != ""
+	if !s3 && (err != nil || u.Scheme != "file" || !path.IsAbs(u.Path)) {
+		d.fail("report.to", "%q is not s3://bucket/prefix or file:///path", r.To)
+		return
+	}
+	if r.Endpoint != "" {
+		if err := checkEndpoint(r.Endpoint); err != nil {
+			d.fail("report.endpoint", "%v", err)
+		}
+	}
+	if !s3 && (r.Endpoint != "" || r.Region != "" || !r.Credentials.IsZero()) {
+		d.fail("report.to", "endpoint, region and credentials are only used with s3://")
+	}
+	switch cr := r.Credentials; {
+	case cr.IsZero():
+	case cr.AccessKeyID == "":
+		d.fail("report.credentials.access_key_id", "missing: needed with secret_access_key")
+	case cr.SecretAccessKey == "":
+		d.fail("report.credentials.secret_access_key", "missing: needed with access_key_id")
 	}
 }
 

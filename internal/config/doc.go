@@ -40,6 +40,13 @@
 //	rollout:                         # the device's place in staged rollouts (package rollout)
 //	  pin: canary                    # canary (first) or late (last); default: by machine id
 //	  machine_id_file: /etc/machine-id # absolute; default /etc/machine-id
+//	report:                          # device reports (package report); default: none
+//	  to: s3://fleet/reports         # s3://bucket/prefix or file:///path
+//	  endpoint: http://10.0.2.100:9000 # S3 only; default: endpoint above
+//	  region: eu-central-1           # S3 only; default: region above
+//	  credentials:                   # S3 only: keys that may only put objects
+//	    access_key_id: AKIA...
+//	    secret_access_key: ...
 //
 // Durations are Go durations (90s, 30m, 1h30m). endpoint, region and the
 // credentials only mean something for an s3:// source and are refused with
