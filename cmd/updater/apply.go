@@ -125,7 +125,7 @@ func applyRound(c *cobra.Command, d *device, o applyOptions, w io.Writer) (agent
 	u := &agent.Updater{Disk: d.disk, Running: d.running, Source: src, Channel: cfg.Channel, Tries: tries, State: d.state,
 		Progress: cli.Progress(os.Stderr, "writing slot "+string(d.running.Other())), Log: log, ReadBack: o.readBack}
 	ck.Force, ck.Log = o.now, log
-	round := agent.Round{Checker: ck, Updater: u, Reboot: policy, Offline: d.offline, Report: d.reporter(c.Context(), ck, log), Log: log}
+	round := agent.Round{Checker: ck, Updater: u, Reboot: policy, Offline: d.offline, Reporter: d.reporter(c.Context(), log), Log: log}
 	res, err := round.Run(c.Context())
 	if o.out.JSON() {
 		cli.WriteJSON(w, res)

@@ -81,6 +81,7 @@ func runBoot(c *cobra.Command, o bootOptions, w io.Writer) error {
 	}
 	if cfgErr == nil {
 		b.State = &d.state
+		b.Reporter = d.reporter(c.Context(), log)
 		if len(o.gate.Commands)+len(o.gate.Units) == 0 {
 			b.Gate = health.Gate{Commands: cfg.Health.Commands, Units: cfg.Health.Units, Deadline: cfg.Health.Deadline}
 		}

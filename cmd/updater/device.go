@@ -166,32 +166,32 @@ func (d *device) checker(src source.Source) (*agent.Checker, error) {
 		return nil, fmt.Errorf("running slot %s: %w", d.running, err)
 	}
 	ck := &agent.Checker{Source: src, Channel: d.cfg.Channel, Running: rel, SlotSize: d.disk.Layout.Slot(d.running.Other()).Size, State: d.state}
-	// The device's place in staged rollouts: device.yaml's pin, else the
-	// bucket of its machine id. A disk that is not the running system's
-	// has no machine id here (the host's is another machine's), nor has a
-	// device without one: it goes when a rollout is complete, and the
-	// error says why.
-	idFile := d.cfg.Rollout.MachineIDFile
-	if d.offline {
-		idFile = ""
-	}
-	ck.Place, ck.PlaceErr = rollout.PlaceOf(d.cfg.Rollout.Pin, idFile)
+	ck.Place, ck.PlaceErr = rollout.PlaceOf(d.cfg.Rollout.Pin, d.machineIDFile())
 	return ck, nil
+}
+
+// machineIDFile is where the device's machine id is, for its place in
+// staged rollouts and its id in reports; "" for a disk that is not the
+// running system's, which has no machine id here (the host's is another
+// machine's): it goes when a rollout is complete, and reports under a
+// random id kept in its own state directory.
+func (d *device) machineIDFile() string {
+	if d.offline {
+		return ""
+	}
+	return d.cfg.Rollout.MachineIDFile
 }
 
 // reporter is the device's reporter (package report), nil without a
 // report section. A reporter that cannot be set up is logged and left out:
 // reports never stand in an update's way.
-func (d *device) reporter(ctx context.Context, ck *agent.Checker, log *slog.Logger) *report.Reporter {
+func (d *device) reporter(ctx context.Context, log *slog.Logger) *report.Reporter {
 	r := d.cfg.Report
 	if r.To == "" {
 		return nil
 	}
-	idFile := d.cfg.Rollout.MachineIDFile
-	if d.offline {
-		idFile = ""
-	}
-	id, err := report.DeviceID(idFile, d.state.Dir)
+	place, _ := rollout.PlaceOf(d.cfg.Rollout.Pin, d.machineIDFile())
+	id, err := report.DeviceID(d.machineIDFile(), d.state.Dir)
 	if err != nil {
 		log.Warn("no reports: device id: " + err.Error())
 		return nil
@@ -202,5 +202,5 @@ func (d *device) reporter(ctx context.Context, ck *agent.Checker, log *slog.Logg
 		log.Warn("no reports: " + err.Error())
 		return nil
 	}
-	return &report.Reporter{Store: st, Device: id, Channel: d.cfg.Channel, Bucket: ck.Place.Bucket, Log: log}
+	return &report.Reporter{Store: st, Device: id, Channel: d.cfg.Channel, Bucket: place.Bucket, Log: log}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twinroot/twinroot/internal/cli"
 	"github.com/twinroot/twinroot/internal/report"
 	"github.com/twinroot/twinroot/internal/s3test"
 	"github.com/twinroot/twinroot/internal/source"
@@ -65,6 +66,17 @@ func TestApplyReports(t *testing.T) {
 			var ev report.Event
 			if err != nil || json.Unmarshal(b, &ev) != nil || ev.Event != report.Applied || ev.Running != "1.0.0" || ev.Serial != 2 || ev.Bucket != 1 {
 				t.Errorf("report %s: %v: %s", obj, err, b)
+			}
+			// The trial boot of b fails its gate: rolled back, and why.
+			boot := []string{"boot", "--disk", disk, "--running-slot", "b", "--config", cfg, "--state-dir", stateDir, "--health-timeout", "100ms"}
+			if out, code := run(t, append(boot, "--health-cmd", "false")...); code != cli.ExitUnhealthy {
+				t.Fatalf("trial boot with a failing gate: exit %d: %s", code, out)
+			}
+			b, err = os.ReadFile(obj)
+			ev = report.Event{}
+			if err != nil || json.Unmarshal(b, &ev) != nil || ev.Event != report.RolledBack || ev.Version != "1.1.0" || ev.Running != "1.0.0" ||
+				!strings.HasPrefix(ev.Reason, "health check: ") {
+				t.Errorf("report after a failed trial %s: %v: %s", obj, err, b)
 			}
 		})
 	}

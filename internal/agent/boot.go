@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/twinroot/twinroot/image"
 	"github.com/twinroot/twinroot/internal/bootstate"
 	"github.com/twinroot/twinroot/internal/health"
+	"github.com/twinroot/twinroot/internal/report"
 	"github.com/twinroot/twinroot/internal/state"
 	"github.com/twinroot/twinroot/internal/watchdog"
 )
@@ -47,6 +49,9 @@ type Boot struct {
 	// the gate runs and disarmed once the slot is committed (package
 	// watchdog); "" leaves any watchdog alone.
 	Watchdog string
+	// Reporter, when set, gets a trial's end (package report): committed,
+	// or rolled back with why. It never fails the boot.
+	Reporter *report.Reporter
 	Log      *slog.Logger
 }
 
@@ -96,6 +101,7 @@ func (b *Boot) Run(ctx context.Context) (Report, error) {
 		}
 		r.Outcome = OutcomeFellBack
 		r.Message = fmt.Sprintf("trial of slot %s failed before its health check (fell back to slot %s); slot %s marked bad", failed, b.Running, failed)
+		b.report(ctx, report.RolledBack, failed, "its trial boot failed before its health check (a panic, a hang, a kernel that did not boot)")
 	case bootstate.TrialRunning:
 		dog := b.takeWatchdog(&r, log)
 		log.Info("trial boot: running the health gate", "slot", b.Running, "deadline", b.Gate.Deadline)
@@ -107,6 +113,7 @@ func (b *Boot) Run(ctx context.Context) (Report, error) {
 				return r, err
 			}
 			r.Outcome, r.Message = OutcomeCommitted, fmt.Sprintf("slot %s passed its health check and is committed", b.Running)
+			b.report(ctx, report.Committed, b.Running, "")
 			if dog != nil {
 				// Committed already: a failed disarm costs at most one
 				// reset, into this slot.
@@ -141,6 +148,7 @@ func (b *Boot) Run(ctx context.Context) (Report, error) {
 		r.Outcome, r.Reboot = OutcomeMarkedBad, true
 		r.Message = fmt.Sprintf("slot %s failed its health check (%v); marked bad, the next boot is slot %s", b.Running, gateErr, st.Committed)
 		log.Error(r.Message)
+		b.report(ctx, report.RolledBack, b.Running, fmt.Sprintf("health check: %v", gateErr))
 		return r, nil
 	}
 	log.Info(r.Message, "outcome", r.Outcome, "slot", b.Running)
@@ -192,6 +200,28 @@ func releaseWatchdog(dog *watchdog.Dog, r *Report, log *slog.Logger) {
 		return
 	}
 	r.Watchdog = "armed"
+}
+
+// report sends the event of the release in slot (its trial) to the
+// reporter, from the device running the committed slot's release.
+func (b *Boot) report(ctx context.Context, event string, slot bootstate.Slot, reason string) {
+	if b.Reporter == nil {
+		return
+	}
+	st, err := b.Disk.Load()
+	if err != nil {
+		return
+	}
+	read := func(s bootstate.Slot) image.Slot {
+		p := b.Disk.Layout.Slot(s)
+		img, _ := image.ReadSlot(b.Disk.File, p.Start, p.Size)
+		return img
+	}
+	img := read(slot)
+	if img.Version == "" {
+		return // nothing readable to report
+	}
+	b.Reporter.Send(ctx, event, img.Version, img.Serial, read(st.Committed).Version, strings.ReplaceAll(reason, "\n", "; "))
 }
 
 // recordBad remembers the version in slot as bad before the slot is marked

@@ -24,11 +24,11 @@ type Round struct {
 	// Offline is a disk that is not the running system's: it is never
 	// rebooted. The caller reboots when RoundResult.RebootNow says so.
 	Offline bool
-	// Report, when set, gets the apply's outcome (package report): it
+	// Reporter, when set, gets the apply's outcome (package report): it
 	// never fails the round.
-	Report *report.Reporter
-	Now    func() time.Time
-	Log    *slog.Logger
+	Reporter *report.Reporter
+	Now      func() time.Time
+	Log      *slog.Logger
 }
 
 // RoundResult reports a round.
@@ -70,9 +70,9 @@ func (r *Round) Run(ctx context.Context) (RoundResult, error) {
 	m := cr.Manifest
 	a, err := r.Updater.Apply(ctx, m)
 	if err != nil {
-		r.Report.Send(ctx, report.Failed, m.Version, m.Serial, r.Checker.Running.Version, strings.ReplaceAll(err.Error(), "\n", "; "))
+		r.Reporter.Send(ctx, report.Failed, m.Version, m.Serial, r.Checker.Running.Version, strings.ReplaceAll(err.Error(), "\n", "; "))
 	} else {
-		r.Report.Send(ctx, report.Applied, m.Version, m.Serial, r.Checker.Running.Version, "")
+		r.Reporter.Send(ctx, report.Applied, m.Version, m.Serial, r.Checker.Running.Version, "")
 	}
 	if serr := r.record(m.Version, now(), err); serr != nil {
 		if err == nil {
