@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -154,13 +152,7 @@ func parsePower(out []byte) ([]powerOp, string) {
 	var tests, all []string
 	result := map[string]string{}
 	output := map[string][]string{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var e testEvent
-		if json.Unmarshal(sc.Bytes(), &e) != nil {
-			continue
-		}
+	scanEvents(out, func(e testEvent) {
 		switch e.Action {
 		case "run":
 			tests = append(tests, e.Test)
@@ -174,7 +166,7 @@ func parsePower(out []byte) ([]powerOp, string) {
 				ops = append(ops, parsePowerLine(m))
 			}
 		}
-	}
+	})
 	// A test with no subtests of its own that did not pass is a failed
 	// operation: the line of its failure says why.
 	for _, t := range tests {

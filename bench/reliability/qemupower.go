@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -128,13 +126,7 @@ func parseQEMUPower(out []byte) ([]qemuRun, string) {
 	var order, all []string
 	result := map[string]string{}
 	output := map[string][]string{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var e testEvent
-		if json.Unmarshal(sc.Bytes(), &e) != nil {
-			continue
-		}
+	scanEvents(out, func(e testEvent) {
 		top, fw, sub := strings.Cut(e.Test, "/")
 		switch e.Action {
 		case "run":
@@ -152,7 +144,7 @@ func parseQEMUPower(out []byte) ([]qemuRun, string) {
 				r.add(l)
 			}
 		}
-	}
+	})
 	var runs []qemuRun
 	for _, t := range order {
 		r := byTest[t]

@@ -163,6 +163,19 @@ type testEvent struct {
 	Action, Test, Output string
 }
 
+// scanEvents calls fn with each event of go test -json output, skipping
+// lines that are not one (the build's own output).
+func scanEvents(out []byte, fn func(testEvent)) {
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var e testEvent
+		if json.Unmarshal(sc.Bytes(), &e) == nil {
+			fn(e)
+		}
+	}
+}
+
 var (
 	// "store faults: 3-try policy waiting 50ms..200ms, stall time-out 1s, drip a byte every 100ms"
 	policyRE = regexp.MustCompile(`^store faults: (.*)$`)
@@ -194,13 +207,7 @@ func parseStore(out []byte) storeRun {
 	output := map[string][]string{}
 	var table [][]string
 	inTable := false
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var e testEvent
-		if json.Unmarshal(sc.Bytes(), &e) != nil {
-			continue
-		}
+	scanEvents(out, func(e testEvent) {
 		switch e.Action {
 		case "run":
 			tests = append(tests, e.Test)
@@ -224,7 +231,7 @@ func parseStore(out []byte) storeRun {
 				inTable = false
 			}
 		}
-	}
+	})
 	clean := map[string][]int{}
 	for _, f := range table {
 		c := storeCase{Store: f[0], Object: f[1], Fault: f[2], Outcome: f[3], Exit: f[4], Requests: parseRequests(f[5])}
