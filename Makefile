@@ -4,7 +4,8 @@ GO ?= go
 BUILD := build
 APT_PACKAGES := qemu-system-x86 ovmf grub-pc-bin grub-efi-amd64-bin grub2-common \
 	squashfs-tools dosfstools mtools xorriso gdisk e2fsprogs cpio kmod util-linux awscli zstd \
-	rauc rauc-service openssl dbus podman runc debootstrap busybox-static jq tzdata coreutils libc-bin
+	rauc rauc-service openssl dbus podman runc debootstrap busybox-static jq tzdata coreutils libc-bin \
+	chromium
 GO_TEST_TIMEOUT ?= 80m
 
 .PHONY: all deps kernel grub s3-servers bins image iso demo demo-minimal test test-short bench reliability vet fmt clean

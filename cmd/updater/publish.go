@@ -140,13 +140,22 @@ func (o publishOptions) staged() (*manifest.Rollout, error) {
 	}
 	r := &manifest.Rollout{Duration: manifest.Duration(o.rollout)}
 	if o.rolloutStart != "" {
-		p, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(o.rolloutStart), "%"), 64)
-		if err != nil || !(p >= 0 && p <= 100) {
-			return nil, cli.UsageError{Err: fmt.Errorf("--start %q: want a share of devices from 0%% to 100%%, like 5%%", o.rolloutStart)}
+		p, err := percent("start", o.rolloutStart)
+		if err != nil {
+			return nil, err
 		}
 		r.StartPercent = p
 	}
 	return r, nil
+}
+
+// percent parses the share of devices of flag name, like 5%: 0 to 100.
+func percent(name, v string) (float64, error) {
+	p, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), "%"), 64)
+	if err != nil || !(p >= 0 && p <= 100) {
+		return 0, cli.UsageError{Err: fmt.Errorf("--%s %q: want a share of devices from 0%% to 100%%, like 5%%", name, v)}
+	}
+	return p, nil
 }
 
 type verifyOptions struct {

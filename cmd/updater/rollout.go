@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/twinroot/twinroot/internal/cli"
+	"github.com/twinroot/twinroot/internal/fleet"
 	"github.com/twinroot/twinroot/internal/keys"
 	"github.com/twinroot/twinroot/internal/manifest"
 	"github.com/twinroot/twinroot/internal/refusal"
@@ -27,7 +28,7 @@ type rolloutOptions struct {
 
 func newRolloutCmd() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "rollout pause|resume|status URL --channel C",
+		Use:   "rollout pause|resume|status|watch URL --channel C",
 		Short: "Pause, resume or show the staged rollout of a channel's latest release",
 		Long: `rollout acts on the staged rollout (updater publish --rollout) of the
 channel's latest release in the store at URL, with no server: pause and
@@ -36,6 +37,7 @@ if nobody changed it since it was read.
 
 ` + cli.ExitCodesHelp,
 		Example: `  updater rollout status s3://releases/fleet --channel stable
+  updater rollout watch s3://releases/fleet --channel stable --key release.key --max-failure 5%
   updater rollout pause s3://releases/fleet --channel stable --key release.key
   updater rollout resume s3://releases/fleet --channel stable --key release.key`,
 		Args: cli.NoArgs,
@@ -54,6 +56,7 @@ reached when it was paused: its start moves later by the time it was
 paused.`,
 			func(r manifest.Rollout, now time.Time) manifest.Rollout { return rollout.Resume(r, now) }),
 		newRolloutStatusCmd(),
+		newRolloutWatchCmd(),
 	)
 	return c
 }
@@ -225,4 +228,112 @@ func oneURL(_ *cobra.Command, args []string) error {
 		return cli.UsageError{Err: fmt.Errorf("want one URL, got %d arguments", len(args))}
 	}
 	return nil
+}
+
+func newRolloutWatchCmd() *cobra.Command {
+	var (
+		r           reportsFlags
+		keyFiles    []string
+		maxFailure  string
+		minOutcomes int
+		every       time.Duration
+		expires     = 720 * time.Hour
+		out         cli.Output
+	)
+	c := &cobra.Command{
+		Use:   "watch URL --channel C --key NAME.key --max-failure 5%",
+		Short: "Pause the rollout when too many of the devices that tried the release failed",
+		Long: `watch reads the device reports of the channel's latest release (see
+updater fleet report) and pauses its rollout, as updater rollout pause
+does, when the failure share is above --max-failure: the devices that
+failed to apply it or rolled back from its trial, of those that reached an
+outcome (committed, failed or rolled back; a trial still running is not
+one yet). It judges only once --min-outcomes devices reached an outcome,
+so one early failure does not halt a fleet. A rollout paused already is
+left as it is; a release published meanwhile is not paused.
+
+Run it after every publish in CI, or from cron; --every runs it in a loop
+until it is stopped. It prints its verdict each time (-o json for
+scripts), and exits 0 whether or not it paused.
+
+` + cli.ExitCodesHelp,
+		Example: `  updater rollout watch s3://releases/fleet --channel stable --key release.key --max-failure 5%
+  updater rollout watch s3://rel --channel stable --key ops.key --pub ci.pub --max-failure 2% --min-outcomes 50 --every 5m`,
+		Args: oneURL,
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := out.Validate(); err != nil {
+				return err
+			}
+			p, err := percent("max-failure", maxFailure)
+			if err != nil {
+				return err
+			}
+			if minOutcomes < 1 {
+				return cli.UsageError{Err: fmt.Errorf("--min-outcomes %d: want 1 or more", minOutcomes)}
+			}
+			var signers []*keys.PrivateKey
+			for _, path := range keyFiles {
+				k, err := keys.LoadPrivate(path)
+				if err != nil {
+					return fmt.Errorf("%w; nothing changed", err)
+				}
+				signers = append(signers, k)
+			}
+			o, err := r.options(c, args[0])
+			if err != nil {
+				return err
+			}
+			st, err := source.OpenStore(c.Context(), args[0], r.store.opts)
+			if err != nil {
+				return err
+			}
+			w := &fleet.Watch{Summary: o, Store: st, Rule: fleet.Rule{MaxFailure: p / 100, MinOutcomes: minOutcomes},
+				Stage: release.StageOptions{Signers: signers, Trusted: o.Trusted, TTL: expires}}
+			for {
+				v, _, err := w.Once(c.Context())
+				if err == nil {
+					err = writeVerdict(c.OutOrStdout(), out, v)
+				}
+				if every <= 0 {
+					return err
+				}
+				if err != nil {
+					fmt.Fprintf(c.ErrOrStderr(), "watch: %v\n", err)
+				}
+				select {
+				case <-c.Context().Done():
+					return nil
+				case <-time.After(every):
+				}
+			}
+		},
+	}
+	r.AddFlags(c)
+	f := c.Flags()
+	f.StringArrayVar(&keyFiles, "key", nil, "private key NAME.key that signs the pause (repeatable; required)")
+	f.StringVar(&maxFailure, "max-failure", "", "the failure share above which the rollout is paused, like 5% (required)")
+	f.IntVar(&minOutcomes, "min-outcomes", 20, "devices that must have reached an outcome before the release is judged")
+	f.DurationVar(&every, "every", 0, "run again after this long, until stopped (0: once)")
+	f.DurationVar(&expires, "expires", expires, "when it pauses: time from now until devices refuse the manifest")
+	out.AddFlags(f)
+	c.MarkFlagRequired("key")
+	c.MarkFlagRequired("max-failure")
+	return c
+}
+
+// writeVerdict prints one judgement of a watch.
+func writeVerdict(w io.Writer, out cli.Output, v fleet.Verdict) error {
+	if out.JSON() {
+		return cli.WriteJSON(w, v)
+	}
+	switch {
+	case v.Halt && v.Paused:
+		_, err := fmt.Fprintf(w, "%s: %s: rollout paused\n", v.Version, v.Reason)
+		return err
+	case v.Paused:
+		_, err := fmt.Fprintf(w, "%s: %s; the rollout is paused\n", v.Version, v.Reason)
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%s: %s\n", v.Version, v.Reason)
+	return err
 }

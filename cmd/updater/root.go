@@ -21,6 +21,6 @@ disk image file: --disk FILE --running-slot a|b.
 	}
 	root.AddCommand(newBootCmd(), newStatusCmd(), newCommitCmd(), newRollbackCmd(), newApplyCmd(),
 		newKeygenCmd(), newSignCmd(), newBuildCmd(), newPublishCmd(), newVerifyCmd(), newCheckCmd(), newDaemonCmd(),
-		newContainersCmd(), newRolloutCmd())
+		newContainersCmd(), newRolloutCmd(), newFleetCmd())
 	return cli.Root(root)
 }

@@ -101,7 +101,7 @@ func (b *Boot) Run(ctx context.Context) (Report, error) {
 		}
 		r.Outcome = OutcomeFellBack
 		r.Message = fmt.Sprintf("trial of slot %s failed before its health check (fell back to slot %s); slot %s marked bad", failed, b.Running, failed)
-		b.report(ctx, report.RolledBack, failed, "its trial boot failed before its health check (a panic, a hang, a kernel that did not boot)")
+		b.report(ctx, report.RolledBack, failed, report.NoHealthCheck)
 	case bootstate.TrialRunning:
 		dog := b.takeWatchdog(&r, log)
 		log.Info("trial boot: running the health gate", "slot", b.Running, "deadline", b.Gate.Deadline)

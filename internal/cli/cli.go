@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/schollz/progressbar/v3"
@@ -66,17 +67,26 @@ func ExitCode(err error) int {
 }
 
 // Output is the -o flag.
-type Output struct{ Format string }
+type Output struct {
+	Format string
+	// Also are formats a command writes beside text and json.
+	Also []string
+}
+
+// formats names the formats: "text or json", "text, html or json".
+func (o Output) formats() string {
+	return strings.Join(append([]string{"text"}, o.Also...), ", ") + " or json"
+}
 
 // AddFlags registers -o.
 func (o *Output) AddFlags(f *pflag.FlagSet) {
-	f.StringVarP(&o.Format, "output", "o", "text", "output format: text or json")
+	f.StringVarP(&o.Format, "output", "o", "text", "output format: "+o.formats())
 }
 
 // Validate checks the format.
 func (o Output) Validate() error {
-	if o.Format != "text" && o.Format != "json" {
-		return UsageError{fmt.Errorf("unknown output format %q: want text or json", o.Format)}
+	if o.Format != "text" && o.Format != "json" && !slices.Contains(o.Also, o.Format) {
+		return UsageError{fmt.Errorf("unknown output format %q: want %s", o.Format, o.formats())}
 	}
 	return nil
 }

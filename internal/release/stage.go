@@ -11,6 +11,7 @@ import (
 
 	"github.com/twinroot/twinroot/internal/keys"
 	"github.com/twinroot/twinroot/internal/manifest"
+	"github.com/twinroot/twinroot/internal/refusal"
 	"github.com/twinroot/twinroot/internal/source"
 )
 
@@ -23,6 +24,9 @@ type StageOptions struct {
 	Trusted []keys.PublicKey
 	TTL     time.Duration // the new expiry, from Now
 	Now     time.Time
+	// Version, when set, is the release latest.json must still name: a
+	// release published meanwhile is not changed.
+	Version string
 }
 
 // ErrNoRelease says a channel has no latest.json.
@@ -83,6 +87,9 @@ func Restage(ctx context.Context, st source.Store, o StageOptions, change func(m
 	cur, body, etag, err := Latest(ctx, st, o.Channel, trusted, o.Now)
 	if err != nil {
 		return nil, fmt.Errorf("%w; nothing changed", err)
+	}
+	if o.Version != "" && cur.Version != o.Version {
+		return nil, refusal.Errorf("latest.json of %s names %s now, not %s; nothing changed", o.Channel, cur.Version, o.Version)
 	}
 	r := manifest.Rollout{Start: cur.Created}
 	if cur.Rollout != nil {

@@ -30,6 +30,11 @@ const (
 	RolledBack = "rolled-back"
 )
 
+// NoHealthCheck is the reason of a rolled-back event whose trial never
+// reached its health check (GRUB fell back after a panic, a hang or a
+// kernel that did not boot): a silent rollback in the fleet report.
+const NoHealthCheck = "its trial boot failed before its health check (a panic, a hang, a kernel that did not boot)"
+
 // Format is the object's format number.
 const Format = 1
 
