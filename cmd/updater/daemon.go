@@ -22,8 +22,10 @@ func newDaemonCmd() *cobra.Command {
 		Short: "Check the channel and apply updates every check_interval (with jitter) while the machine runs",
 		Long: `daemon repeats updater apply every check_interval of device.yaml, plus a
 random jitter up to check_jitter so that a fleet does not ask all at once.
-A failed round is logged and retried at the next interval; a release
-refused by a rule is logged once per version. It stops on SIGTERM.
+A device that a staged rollout has not reached yet checks again at its
+turn, when that comes before the next interval. A failed round is logged
+and retried at the next interval; a release refused by a rule is logged
+once per version. It stops on SIGTERM.
 A systemd timer running updater apply does the same job.
 
 ` + cli.ExitCodesHelp,
@@ -80,5 +82,5 @@ func daemonRound(c *cobra.Command, o daemonOptions, w io.Writer) (time.Duration,
 	default:
 		cli.Logger(os.Stderr, false).Error("update round failed; retrying at the next interval", "err", err)
 	}
-	return cfg.NextCheck(), nil
+	return res.Check.NextCheck(cfg.NextCheck(), time.Now()), nil
 }

@@ -223,3 +223,16 @@ func (c *Checker) wave(r *CheckResult, now time.Time) {
 	}
 	r.Outcome, r.Reason = CheckWaiting, reason
 }
+
+// NextCheck is how long a daemon waits after this check before the next:
+// regular (its interval and jitter), or less when a staged rollout has not
+// reached the device yet and its turn comes sooner. The buckets spread the
+// turns over the rollout, so waking at its turn adds no crowd at the
+// store, and the device takes the release when its turn comes rather
+// than up to an interval later.
+func (r CheckResult) NextCheck(regular time.Duration, now time.Time) time.Duration {
+	if d := r.Rollout; r.Outcome == CheckWaiting && d != nil && !d.Paused && !d.At.IsZero() {
+		return min(regular, max(d.At.Sub(now), 0))
+	}
+	return regular
+}

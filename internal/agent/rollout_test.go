@@ -127,3 +127,26 @@ func TestRoundRollout(t *testing.T) {
 		})
 	}
 }
+
+// TestNextCheck: a device a rollout has not reached checks again at its
+// turn when that comes before its interval; otherwise at its interval.
+func TestNextCheck(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	waiting := func(d rollout.Decision) CheckResult { return CheckResult{Outcome: CheckWaiting, Rollout: &d} }
+	for _, tc := range []struct {
+		name string
+		r    CheckResult
+		want time.Duration
+	}{
+		{"up to date", CheckResult{Outcome: CheckUpToDate}, time.Hour},
+		{"turn in 10 minutes", waiting(rollout.Decision{At: now.Add(10 * time.Minute)}), 10 * time.Minute},
+		{"turn after the interval", waiting(rollout.Decision{At: now.Add(3 * time.Hour)}), time.Hour},
+		{"turn passed", waiting(rollout.Decision{At: now.Add(-time.Second)}), 0},
+		{"paused", waiting(rollout.Decision{Paused: true}), time.Hour},
+		{"not started, no turn", waiting(rollout.Decision{}), time.Hour},
+	} {
+		if got := tc.r.NextCheck(time.Hour, now); got != tc.want {
+			t.Errorf("%s: next check in %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
