@@ -8,7 +8,7 @@ APT_PACKAGES := qemu-system-x86 ovmf grub-pc-bin grub-efi-amd64-bin grub2-common
 	chromium
 GO_TEST_TIMEOUT ?= 80m
 
-.PHONY: all deps kernel grub s3-servers bins image iso demo demo-minimal test test-short bench reliability vet fmt clean
+.PHONY: all deps kernel grub s3-servers bins image iso demo demo-minimal test test-short bench bench-fleet reliability vet fmt clean
 
 all: bins grub image
 
@@ -119,11 +119,23 @@ test-short: deps grub s3-servers vet
 # updates of a real Debian 13 root beside casync's and the changed files' xz
 # size; roots and images cached in build/delta (about 5 minutes the first
 # time, under a minute after). DELTA_BENCH_FLAGS="-o json" for machines.
+# Then the fleet (make bench-fleet).
 bench: deps s3-servers
 	@command -v casync >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq casync
 	$(GO) run ./bench/release $(BENCH_FLAGS)
 	$(GO) run ./bench/apply $(APPLY_BENCH_FLAGS)
 	$(GO) run ./bench/delta $(DELTA_BENCH_FLAGS)
+	$(GO) run ./bench/fleet $(FLEET_BENCH_FLAGS)
+
+# 10,000 simulated devices (the real checker, slot engine and reporter)
+# against one MinIO on 127.0.0.1, then a distributed MinIO of 4 processes:
+# requests per second and bytes at the store (its audit log), check
+# latency, a rollout's share at each quarter of an hour, and how soon
+# rollout watch pauses a release failing on 10 % of the devices (about 20
+# minutes). FLEET_BENCH_FLAGS="-devices 1000 -stores single" for a quick
+# run, "-o json" for machines.
+bench-fleet: deps s3-servers
+	$(GO) run ./bench/fleet $(FLEET_BENCH_FLAGS)
 
 # The reliability campaign, written to docs/reliability.md with the machine
 # it ran on and, for each figure, the command that reproduces it. Fuzzing:

@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -90,6 +91,9 @@ type Options struct {
 	// Trusted, when set, are the keys latest.json must be signed by.
 	Trusted []keys.PublicKey
 	Now     time.Time
+	// LatestOnly reads only the reports of the latest release (a watch
+	// needs no other); Devices and Running then count its devices.
+	LatestOnly bool
 	// Parallel reads of report objects; 0: 16.
 	Parallel int
 }
@@ -107,7 +111,14 @@ func Summarise(ctx context.Context, o Options) (Summary, error) {
 		s.Latest = &Latest{Version: m.Version, Serial: m.Serial, Rollout: m.Rollout,
 			Share: rollout.Share(m.Rollout, o.Now), Paused: m.Rollout != nil && m.Rollout.PausedAt != nil}
 	}
-	events, unreadable, err := Load(ctx, o.Reports, o.Channel, o.Parallel)
+	version := ""
+	if o.LatestOnly {
+		if s.Latest == nil {
+			return s, errors.New(s.LatestError)
+		}
+		version = s.Latest.Version
+	}
+	events, unreadable, err := Load(ctx, o.Reports, o.Channel, version, o.Parallel)
 	if err != nil {
 		return s, err
 	}
@@ -116,13 +127,13 @@ func Summarise(ctx context.Context, o Options) (Summary, error) {
 	return s, nil
 }
 
-// Load reads every report object of the channel: the events, and how many
-// objects were not readable reports of it.
-func Load(ctx context.Context, st source.Store, channel string, parallel int) ([]report.Event, int, error) {
+// Load reads the report objects of the channel (of one version of it, if
+// not ""): the events, and how many objects were not readable reports.
+func Load(ctx context.Context, st source.Store, channel, version string, parallel int) ([]report.Event, int, error) {
 	if parallel <= 0 {
 		parallel = 16
 	}
-	dir := path.Join("reports", channel) + "/"
+	dir := path.Join("reports", channel, version) + "/"
 	objs, err := st.List(ctx, dir)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list the reports of %s: %w", channel, err)

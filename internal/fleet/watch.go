@@ -76,6 +76,7 @@ func (w *Watch) Once(ctx context.Context) (Verdict, Summary, error) {
 	}
 	o := w.Summary
 	o.Now = now()
+	o.LatestOnly = true
 	s, err := Summarise(ctx, o)
 	if err != nil {
 		return Verdict{}, s, err

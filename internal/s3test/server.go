@@ -106,13 +106,7 @@ func (s *Server) launch(bin string, port int) (stop func(), err error) {
 		}
 		cmd = exec.Command(bin, "server", "--quiet", "--address", addr,
 			"--console-address", fmt.Sprintf("127.0.0.1:%d", console), s.DataDir)
-		cmd.Env = append(os.Environ(),
-			"MINIO_ROOT_USER="+s.AccessKey,
-			"MINIO_ROOT_PASSWORD="+s.SecretKey,
-			"MINIO_BROWSER=off",
-			"MINIO_UPDATE=off",
-			"MINIO_CALLHOME_ENABLE=off",
-		)
+		cmd.Env = s.minioEnv()
 	case "versitygw":
 		cmd = exec.Command(bin, "--port", addr, "--access", s.AccessKey, "--secret", s.SecretKey,
 			"--region", s.Region, "posix", s.DataDir)
@@ -153,4 +147,15 @@ func (s *Server) launch(bin string, port int) (stop func(), err error) {
 		return nil, err
 	}
 	return stop, nil
+}
+
+// minioEnv is the environment of a MinIO process of s.
+func (s *Server) minioEnv() []string {
+	return append(os.Environ(),
+		"MINIO_ROOT_USER="+s.AccessKey,
+		"MINIO_ROOT_PASSWORD="+s.SecretKey,
+		"MINIO_BROWSER=off",
+		"MINIO_UPDATE=off",
+		"MINIO_CALLHOME_ENABLE=off",
+	)
 }
