@@ -3,9 +3,7 @@ package report
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -19,6 +17,7 @@ import (
 	"time"
 
 	"github.com/twinroot/twinroot/internal/atomicfile"
+	"github.com/twinroot/twinroot/internal/rollout"
 	"github.com/twinroot/twinroot/internal/source"
 )
 
@@ -72,10 +71,8 @@ func Key(ev Event) string {
 // machineIDFile, else a random one kept in stateDir (doc.go).
 func DeviceID(machineIDFile, stateDir string) (string, error) {
 	if b, err := os.ReadFile(machineIDFile); err == nil {
-		if id := strings.ToLower(strings.TrimSpace(string(b))); id != "" {
-			mac := hmac.New(sha256.New, []byte(idKey))
-			mac.Write([]byte(id))
-			return hex.EncodeToString(mac.Sum(nil)[:16]), nil
+		if mac, err := rollout.MachineMAC(idKey, string(b)); err == nil {
+			return hex.EncodeToString(mac[:16]), nil
 		}
 	}
 	p := filepath.Join(stateDir, IDFile)

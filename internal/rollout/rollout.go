@@ -27,16 +27,28 @@ const (
 // ErrNoMachineID says a device has no machine id to place it in a rollout.
 var ErrNoMachineID = errors.New("no machine id")
 
-// Bucket is the device's place in every rollout, in [0, 1) (doc.go).
-func Bucket(machineID string) (float64, error) {
+// MachineMAC is HMAC-SHA256 keyed key over the machine id as doc.go reads
+// it. Every value derived from the machine id (the bucket, the device id
+// of reports) is one, each with a key of its own, so that none gives the
+// machine id or another away.
+func MachineMAC(key, machineID string) ([]byte, error) {
 	id := strings.ToLower(strings.TrimSpace(machineID))
 	if id == "" {
-		return 0, ErrNoMachineID
+		return nil, ErrNoMachineID
 	}
-	mac := hmac.New(sha256.New, []byte(bucketKey))
+	mac := hmac.New(sha256.New, []byte(key))
 	mac.Write([]byte(id))
+	return mac.Sum(nil), nil
+}
+
+// Bucket is the device's place in every rollout, in [0, 1) (doc.go).
+func Bucket(machineID string) (float64, error) {
+	mac, err := MachineMAC(bucketKey, machineID)
+	if err != nil {
+		return 0, err
+	}
 	// 53 bits: every value is exact in a float64, and below 1.
-	return float64(binary.BigEndian.Uint64(mac.Sum(nil))>>11) / (1 << 53), nil
+	return float64(binary.BigEndian.Uint64(mac)>>11) / (1 << 53), nil
 }
 
 // Place is where a device stands in every rollout: its bucket, pinned or
