@@ -15,9 +15,14 @@ import (
 // rest. Every kept section names the run that made it, so each figure
 // still comes with its date, commit, machine and command.
 
-// runOf is the run that made a section.
+// runOf is the run that made a section: its own figures' shortness (a
+// report written without the Run fields had no -keep to change Short).
 func (r Report) runOf() *Run {
-	return &Run{Date: r.Date, Commit: r.Commit, Command: r.Command, Machine: r.Machine, Short: r.Short, Why: r.Why}
+	short, why := r.Short, r.Why
+	if r.RunShort || r.RunWhy != "" {
+		short, why = r.RunShort, r.RunWhy
+	}
+	return &Run{Date: r.Date, Commit: r.Commit, Command: r.Command, Machine: r.Machine, Short: short, Why: why}
 }
 
 // loadReport reads a report's JSON twin; a missing file is an empty report.

@@ -56,6 +56,14 @@ func TestKeep(t *testing.T) {
 	if why, want := incomplete(got, targets), "no qemu-power part; 1 of 3 fuzz targets not run"; why != want {
 		t.Errorf("incomplete: %q, want %q", why, want)
 	}
+	// Kept again by a third slice, what the second run made is still of
+	// a run that ran part of the campaign, not of a short one, though the
+	// report it wrote says what the whole report lacked.
+	got.Short, got.Why, got.RunShort, got.RunWhy = true, "no qemu-power part", true, partialWhy+"fuzz, power"
+	third := keep(got, Report{Sections: []Section{{Part: "qemu-power", Rows: []Row{{Cells: []string{"minimal"}}}}}})
+	if why := incomplete(third, targets); why != "1 of 3 fuzz targets not run" {
+		t.Errorf("incomplete after a third slice: %q", why)
+	}
 	// A kept section from a -short run is not the campaign's figure.
 	got.Sections[2].Run.Why = "-short"
 	if why, want := incomplete(got, targets[:2]), "store from a short run (-short); no qemu-power part"; why != want {

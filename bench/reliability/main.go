@@ -162,6 +162,7 @@ func run(ctx context.Context, o options, args []string, log io.Writer) (Report, 
 	case len(o.Parts) < len(parts) || o.Match != nil:
 		rep.Short, rep.Why = true, partialWhy+strings.Join(o.Parts, ", ")
 	}
+	rep.RunShort, rep.RunWhy = rep.Short, rep.Why
 	start := time.Now()
 	for _, p := range parts {
 		if !slices.Contains(o.Parts, p.name) {

@@ -16,8 +16,12 @@ type Report struct {
 	Duration Seconds   `json:"duration_s"`
 	// Short says the run is not the campaign's: -short, or fewer
 	// executions than the campaign asks for. Why says what made it short.
-	Short    bool      `json:"short"`
-	Why      string    `json:"short_because,omitempty"`
+	Short bool   `json:"short"`
+	Why   string `json:"short_because,omitempty"`
+	// RunShort and RunWhy are what Short and Why say of this run's own
+	// figures, before -keep makes them say what the whole report lacks.
+	RunShort bool      `json:"run_short,omitempty"`
+	RunWhy   string    `json:"run_short_because,omitempty"`
 	Sections []Section `json:"parts"`
 }
 
