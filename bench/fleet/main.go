@@ -334,7 +334,7 @@ func runStore(ctx context.Context, o options, logf func(string, ...any), work st
 	if _, err := s.publish(ctx, vs[0], false); err != nil {
 		return r, err
 	}
-	before := a.settle(ctx, 0)
+	before := a.settle(ctx, func(snapshot) bool { return true })
 	// Every device checks once first, and keeps latest.json and its ETag.
 	for _, d := range s.devices {
 		s.schedule(event{at: start.Add(time.Duration(rand.Int64N(int64(5 * time.Minute)))), kind: checkEvent, dev: d})
@@ -426,14 +426,14 @@ func runStore(ctx context.Context, o options, logf func(string, ...any), work st
 	r.P50ms = float64(percentile(lat, 0.50).Microseconds()) / 1000
 	r.P99ms = float64(percentile(lat, 0.99).Microseconds()) / 1000
 
-	got := a.settle(ctx, before.total+r.Checks).sub(before)
-	r.Requests, r.Bytes = got.total, got.bytes
-	r.RequestsPerSec = float64(got.total) / r.Seconds
 	latest := func(status int) func(requestKind) bool {
 		return func(k requestKind) bool {
 			return k.Device && k.Object == "latest.json" && k.API == "GetObject" && (status == 0 || k.Status == status)
 		}
 	}
+	got := a.settle(ctx, func(s snapshot) bool { return s.sub(before).where(latest(0)) >= r.Checks-r.CheckErrors }).sub(before)
+	r.Requests, r.Bytes = got.total, got.bytes
+	r.RequestsPerSec = float64(got.total) / r.Seconds
 	r.Store304 = got.where(latest(304))
 	r.Store200 = got.where(latest(200))
 	r.StoreOther = got.where(func(k requestKind) bool { return k.Device && k.Object == "latest.json" }) - r.Store304 - r.Store200

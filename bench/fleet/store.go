@@ -116,16 +116,18 @@ func (a *audit) snapshot() snapshot {
 	return s
 }
 
-// settle waits until the store has posted every request it answered: the
-// count reaches want and holds still for a second (MinIO posts a batch
-// at least every second).
-func (a *audit) settle(ctx context.Context, want int64) snapshot {
-	deadline := time.Now().Add(30 * time.Second)
+// settle waits until the store has posted every request it answered:
+// until done says the counts hold what the devices know they asked, and
+// then hold still for two seconds (MinIO posts a batch at least every
+// second, later when its queue is long). A store that lost entries is
+// seen when the minute passes and done is still false.
+func (a *audit) settle(ctx context.Context, done func(snapshot) bool) snapshot {
+	deadline := time.Now().Add(time.Minute)
 	last, still := int64(-1), 0
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		s := a.snapshot()
-		if s.total == last && s.total >= want {
-			if still++; still >= 5 {
+		if s.total == last && done(s) {
+			if still++; still >= 8 {
 				return s
 			}
 		} else {
