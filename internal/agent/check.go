@@ -232,7 +232,9 @@ func (c *Checker) wave(r *CheckResult, now time.Time) {
 // than up to an interval later.
 func (r CheckResult) NextCheck(regular time.Duration, now time.Time) time.Duration {
 	if d := r.Rollout; r.Outcome == CheckWaiting && d != nil && !d.Paused && !d.At.IsZero() {
-		return min(regular, max(d.At.Sub(now), 0))
+		// A second at least: a turn that a clock step put in the past
+		// never makes the daemon ask the store in a loop.
+		return min(regular, max(d.At.Sub(now), time.Second))
 	}
 	return regular
 }

@@ -141,7 +141,7 @@ func TestNextCheck(t *testing.T) {
 		{"up to date", CheckResult{Outcome: CheckUpToDate}, time.Hour},
 		{"turn in 10 minutes", waiting(rollout.Decision{At: now.Add(10 * time.Minute)}), 10 * time.Minute},
 		{"turn after the interval", waiting(rollout.Decision{At: now.Add(3 * time.Hour)}), time.Hour},
-		{"turn passed", waiting(rollout.Decision{At: now.Add(-time.Second)}), 0},
+		{"turn passed", waiting(rollout.Decision{At: now.Add(-time.Second)}), time.Second},
 		{"paused", waiting(rollout.Decision{Paused: true}), time.Hour},
 		{"not started, no turn", waiting(rollout.Decision{}), time.Hour},
 	} {
