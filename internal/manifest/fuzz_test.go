@@ -75,13 +75,18 @@ func FuzzParse(f *testing.F) {
 }
 
 // FuzzParseVersion checks the hand-written semver parser against
-// golang.org/x/mod/semver (which wants a "v" and also takes "v1.2").
+// golang.org/x/mod/semver (which wants a "v" and also takes "v1.2", and
+// numbers of any size where ParseVersion refuses, by name, those above
+// 64 bits: the campaign's fuzzing found one, kept in testdata).
 func FuzzParseVersion(f *testing.F) {
 	for i, s := range []string{"1.4.0", "1.0.0-rc.1+build.5", "01.0.0", "1.0", "1.0.0-01", "1.0.0-a..b"} {
 		testfuzz.Add(f, fmt.Sprintf("version-%d", i), s, "1.0.0")
 	}
 	f.Fuzz(func(t *testing.T, a, b string) {
 		va, err := ParseVersion(a)
+		if errors.Is(err, errVersionRange) {
+			return
+		}
 		full := semver.IsValid("v"+a) && semver.Canonical("v"+a) == "v"+strings.SplitN(a, "+", 2)[0]
 		if ok := err == nil; ok != full && !strings.HasPrefix(a, "v") {
 			t.Fatalf("ParseVersion(%q) ok=%v, x/mod/semver says %v", a, ok, full)

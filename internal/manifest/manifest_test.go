@@ -276,7 +276,7 @@ openssl pkeyutl -verify -pubin -keyform DER -inkey pub.der -rawin -in m.bin -sig
 }
 
 func TestVersion(t *testing.T) {
-	for _, s := range []string{"0.0.0", "1.4.0", "10.20.30", "1.0.0-alpha.1", "1.0.0-0.3.7", "1.0.0-x-y-z.--", "1.0.0+20130313144700", "1.0.0-beta+exp.sha.5114f85", "1.0.0+0.build.1-rc.10000aaa-kk-0.1"} {
+	for _, s := range []string{"0.0.0", "1.4.0", "10.20.30", "1.0.0-alpha.1", "1.0.0-0.3.7", "1.0.0-x-y-z.--", "1.0.0+20130313144700", "1.0.0-beta+exp.sha.5114f85", "1.0.0+0.build.1-rc.10000aaa-kk-0.1", "18446744073709551615.0.0"} {
 		v, err := ParseVersion(s)
 		if err != nil {
 			t.Errorf("ParseVersion(%q): %v", s, err)
@@ -288,6 +288,11 @@ func TestVersion(t *testing.T) {
 		if _, err := ParseVersion(s); err == nil {
 			t.Errorf("ParseVersion(%q) accepted", s)
 		}
+	}
+	// Semver sets numbers no bound; ParseVersion says where its is.
+	if _, err := ParseVersion("18446744073709551616.0.0"); !errors.Is(err, errVersionRange) ||
+		err.Error() != `version "18446744073709551616.0.0": a number above 18446744073709551615, the largest a version may hold` {
+		t.Errorf("ParseVersion of a number above 64 bits: %v", err)
 	}
 	// The precedence example of semver.org §11.
 	order := []string{"1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.0.1", "1.1.0", "2.0.0"}

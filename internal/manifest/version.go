@@ -3,6 +3,7 @@ package manifest
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -14,8 +15,13 @@ type Version struct {
 	Build               string   // build metadata; no part of precedence
 }
 
+// errVersionRange refuses a MAJOR, MINOR or PATCH that semver allows but
+// no uint64 holds.
+var errVersionRange = fmt.Errorf("a number above %d, the largest a version may hold", uint64(math.MaxUint64))
+
 // ParseVersion parses a strict semver 2.0.0 version: MAJOR.MINOR.PATCH with
-// optional -PRERELEASE and +BUILD, no leading "v", no leading zeros.
+// optional -PRERELEASE and +BUILD, no leading "v", no leading zeros, and
+// numbers that fit in 64 bits (semver sets no bound; twinroot does).
 func ParseVersion(s string) (Version, error) {
 	var v Version
 	rest := s
@@ -44,7 +50,7 @@ func ParseVersion(s string) (Version, error) {
 		}
 		n, err := strconv.ParseUint(p, 10, 64)
 		if err != nil {
-			return Version{}, fmt.Errorf("version %q: %w", s, err)
+			return Version{}, fmt.Errorf("version %q: %w", s, errVersionRange)
 		}
 		*nums[i] = n
 	}
