@@ -47,16 +47,18 @@ func (r *reportsFlags) AddFlags(c *cobra.Command) {
 	c.MarkFlagRequired("channel")
 }
 
-// options opens the stores of url and of the reports.
-func (r *reportsFlags) options(c *cobra.Command, url string) (fleet.Options, error) {
-	o := fleet.Options{Channel: r.channel}
+// options reads the releases from releases (opened from URL) and opens
+// the reports' store: releases itself when --reports is not set.
+func (r *reportsFlags) options(c *cobra.Command, url string, releases source.Source) (fleet.Options, error) {
+	o := fleet.Options{Channel: r.channel, Releases: releases}
 	trusted, err := loadPublics(r.pubs)
 	if err != nil {
 		return o, err
 	}
 	o.Trusted = trusted
-	if o.Releases, err = source.Open(c.Context(), url, r.store.opts); err != nil {
-		return o, err
+	if st, ok := releases.(source.Store); ok && r.reports == "" {
+		o.Reports = st
+		return o, nil
 	}
 	reports := r.reports
 	if reports == "" {
@@ -92,7 +94,11 @@ another store than the releases (--reports, with read access).
 			if err := out.Validate(); err != nil {
 				return err
 			}
-			o, err := r.options(c, args[0])
+			releases, err := source.Open(c.Context(), args[0], r.store.opts)
+			if err != nil {
+				return err
+			}
+			o, err := r.options(c, args[0], releases)
 			if err != nil {
 				return err
 			}

@@ -98,13 +98,9 @@ func runPublish(c *cobra.Command, o publishOptions, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var signers []*keys.PrivateKey
-	for _, p := range o.keyFiles {
-		k, err := keys.LoadPrivate(p)
-		if err != nil {
-			return fmt.Errorf("%w; nothing published", err)
-		}
-		signers = append(signers, k)
+	signers, err := loadSigners(o.keyFiles, "nothing published")
+	if err != nil {
+		return err
 	}
 	st, err := source.OpenStore(c.Context(), o.to, o.store.opts)
 	if err != nil {

@@ -98,13 +98,9 @@ func runRestage(c *cobra.Command, o rolloutOptions, url, verb string, change fun
 	if err := o.out.Validate(); err != nil {
 		return err
 	}
-	var signers []*keys.PrivateKey
-	for _, p := range o.keyFiles {
-		k, err := keys.LoadPrivate(p)
-		if err != nil {
-			return fmt.Errorf("%w; nothing changed", err)
-		}
-		signers = append(signers, k)
+	signers, err := loadSigners(o.keyFiles, "nothing changed")
+	if err != nil {
+		return err
 	}
 	trusted, err := loadPublics(o.pubs)
 	if err != nil {
@@ -209,6 +205,20 @@ func writeRollout(w io.Writer, out cli.Output, m *manifest.Manifest, now time.Ti
 	return nil
 }
 
+// loadSigners loads the private key files at paths; an error ends with
+// what was left undone.
+func loadSigners(paths []string, undone string) ([]*keys.PrivateKey, error) {
+	var ks []*keys.PrivateKey
+	for _, p := range paths {
+		k, err := keys.LoadPrivate(p)
+		if err != nil {
+			return nil, fmt.Errorf("%w; %s", err, undone)
+		}
+		ks = append(ks, k)
+	}
+	return ks, nil
+}
+
 // loadPublics loads the public key files at paths.
 func loadPublics(paths []string) ([]keys.PublicKey, error) {
 	var ks []keys.PublicKey
@@ -271,19 +281,15 @@ scripts), and exits 0 whether or not it paused.
 			if minOutcomes < 1 {
 				return cli.UsageError{Err: fmt.Errorf("--min-outcomes %d: want 1 or more", minOutcomes)}
 			}
-			var signers []*keys.PrivateKey
-			for _, path := range keyFiles {
-				k, err := keys.LoadPrivate(path)
-				if err != nil {
-					return fmt.Errorf("%w; nothing changed", err)
-				}
-				signers = append(signers, k)
-			}
-			o, err := r.options(c, args[0])
+			signers, err := loadSigners(keyFiles, "nothing changed")
 			if err != nil {
 				return err
 			}
 			st, err := source.OpenStore(c.Context(), args[0], r.store.opts)
+			if err != nil {
+				return err
+			}
+			o, err := r.options(c, args[0], st)
 			if err != nil {
 				return err
 			}

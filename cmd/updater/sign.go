@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/twinroot/twinroot/internal/cli"
-	"github.com/twinroot/twinroot/internal/keys"
 	"github.com/twinroot/twinroot/internal/manifest"
 	"github.com/twinroot/twinroot/internal/release"
 )
@@ -84,13 +83,9 @@ func runSign(ctx context.Context, o signOptions, w io.Writer) error {
 	if o.expires <= 0 {
 		return cli.UsageError{Err: fmt.Errorf("--expires %s: want a positive duration", o.expires)}
 	}
-	var signers []*keys.PrivateKey
-	for _, path := range o.keys {
-		k, err := keys.LoadPrivate(path)
-		if err != nil {
-			return fmt.Errorf("%w; nothing was signed", err)
-		}
-		signers = append(signers, k)
+	signers, err := loadSigners(o.keys, "nothing was signed")
+	if err != nil {
+		return err
 	}
 	now := time.Now
 	if o.now != nil {
