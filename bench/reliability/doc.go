@@ -70,7 +70,10 @@
 // parts it does not run and of the fuzz targets it does not fuzz, so that
 // the campaign, whose fuzzing alone takes hours, can run in slices. A kept
 // section carries the run that made it (date, commit, command, machine),
-// which the markdown names under its title; the report is short until its
+// which the markdown names under its title. The fuzz part stays one table
+// however many slices fuzzed its targets: each kept row carries its run,
+// named in a column of its own and listed under the table; the
+// section's duration adds up its rows'. The report is short until its
 // sections cover every part and every fuzz target that go test -list
 // finds, none of them from a short run.
 //

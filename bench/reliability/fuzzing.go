@@ -190,6 +190,7 @@ func runTarget(ctx context.Context, o options, t target) Row {
 		rate = strconv.FormatInt(int64(float64(r.Execs)/r.Elapsed.Seconds()), 10)
 	}
 	row.Cells = []string{t.Dir, t.Name, strconv.Itoa(seeds), strconv.FormatInt(r.Execs, 10), d.Round(time.Second).String(), rate, strconv.FormatInt(r.Corpus, 10)}
+	row.Duration = Seconds(d.Seconds())
 	if err != nil {
 		row.Failed = true
 		row.Detail = r.Message

@@ -51,18 +51,13 @@ func fuzzKey(row Row) string {
 
 // keep adds to cur (this run's report, its sections made by this run) what
 // old holds that cur did not redo: whole parts cur did not run, and the
-// rows of fuzz targets cur did not fuzz. Sections come in the campaign's
-// order, this run's before the earlier ones of the same part.
+// fuzz targets cur did not fuzz. Sections come in the campaign's order.
+// The fuzz part stays one section, whichever runs fuzzed its targets: a
+// kept row names its run, and rows are in the order of their targets.
 func keep(old, cur Report) Report {
 	ran := map[string]bool{}
-	fuzzed := map[string]bool{}
 	for _, s := range cur.Sections {
 		ran[s.Part] = true
-		if s.Part == "fuzz" {
-			for _, row := range s.Rows {
-				fuzzed[fuzzKey(row)] = true
-			}
-		}
 	}
 	out := cur
 	out.Sections = nil
@@ -73,19 +68,55 @@ func keep(old, cur Report) Report {
 			}
 		}
 		for _, s := range old.Sections {
-			if s.Part != p.name || (ran[p.name] && p.name != "fuzz") {
+			if s.Part != p.name {
 				continue
 			}
-			if s.Run == nil {
-				s.Run = old.runOf()
+			run := s.Run
+			if run == nil {
+				run = old.runOf()
 			}
-			s.Rows = slices.DeleteFunc(slices.Clone(s.Rows), func(row Row) bool { return fuzzed[fuzzKey(row)] })
-			if len(s.Rows) > 0 {
+			switch {
+			case p.name == "fuzz":
+				out.Sections = keepFuzz(out.Sections, s, run)
+			case !ran[p.name]:
+				s.Run = run
 				out.Sections = append(out.Sections, s)
 			}
 		}
 	}
 	return out
+}
+
+// keepFuzz adds to the fuzz section of sections (made if there is none)
+// the rows of old, an earlier run's fuzz section, whose targets it lacks.
+func keepFuzz(sections []Section, old Section, run *Run) []Section {
+	i := slices.IndexFunc(sections, func(s Section) bool { return s.Part == "fuzz" })
+	if i < 0 {
+		s := old
+		s.Rows, s.Duration, s.Run = nil, 0, nil
+		sections, i = append(sections, s), len(sections)
+	}
+	s := &sections[i]
+	have := map[string]bool{}
+	for _, row := range s.Rows {
+		have[fuzzKey(row)] = true
+	}
+	s.Rows = slices.Clone(s.Rows)
+	for _, row := range old.Rows {
+		if have[fuzzKey(row)] {
+			continue
+		}
+		if row.Run == nil {
+			row.Run = run
+		}
+		if row.Duration == 0 && len(old.Rows) == 1 {
+			row.Duration = old.Duration // a slice of one target: its time is the section's
+		}
+		s.Rows = append(s.Rows, row)
+		s.Duration += row.Duration
+	}
+	slices.SortStableFunc(s.Rows, func(a, b Row) int { return strings.Compare(fuzzKey(a), fuzzKey(b)) })
+	return sections
 }
 
 // incomplete says what a kept report lacks to be the whole campaign's: a
@@ -101,8 +132,15 @@ func incomplete(r Report, targets []target) string {
 			why = append(why, fmt.Sprintf("%s from a short run (%s)", s.Part, s.Run.Why))
 		}
 		if s.Part == "fuzz" {
+			shortRows, because := 0, ""
 			for _, row := range s.Rows {
 				fuzzed[fuzzKey(row)] = true
+				if row.Run != nil && row.Run.Short && !row.Run.partial() {
+					shortRows, because = shortRows+1, row.Run.Why
+				}
+			}
+			if shortRows > 0 {
+				why = append(why, fmt.Sprintf("%d fuzz target(s) from a short run (%s)", shortRows, because))
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 )
@@ -65,6 +66,11 @@ type Row struct {
 	Failed  bool     `json:"failed"`
 	// Detail says what failed and where its input was kept.
 	Detail string `json:"detail,omitempty"`
+	// Duration is the row's own time, where a part times its rows (fuzz).
+	Duration Seconds `json:"duration_s,omitempty"`
+	// Run is set on a row kept from an earlier run in a section of this
+	// run: the fuzz part, whose targets a slice can redo one by one.
+	Run *Run `json:"run,omitempty"`
 }
 
 // Seconds is a duration written in JSON as seconds.
@@ -96,8 +102,8 @@ func writeMarkdown(w io.Writer, r Report) error {
 	}
 	fmt.Fprintf(&b, "Made by `%s` on %s, commit %s, in %s.\n\n", r.Command, r.Date.UTC().Format("2006-01-02 15:04 MST"), r.Commit, r.Duration)
 	fmt.Fprintf(&b, "Machine: %s.\n", r.Machine)
-	if kept := r.kept(); kept > 0 {
-		fmt.Fprintf(&b, "\n%d section(s) were kept from earlier runs (-keep); each names the run that made it.\n", kept)
+	if sections, rows := r.kept(); sections+rows > 0 {
+		fmt.Fprintf(&b, "\n%d section(s) and %d row(s) were kept from earlier runs (-keep); each names the run that made it.\n", sections, rows)
 	}
 	failed := r.Failures()
 	if failed == 0 {
@@ -111,20 +117,36 @@ func writeMarkdown(w io.Writer, r Report) error {
 			fmt.Fprintf(&b, "Kept from the run of `%s` on %s, commit %s; machine: %s.\n\n", k.Command, k.Date.UTC().Format("2006-01-02 15:04 MST"), k.Commit, k.Machine)
 		}
 		fmt.Fprintf(&b, "%s\n\n", s.About)
+		mixed := slices.ContainsFunc(s.Rows, func(row Row) bool { return row.Run != nil })
+		columns := slices.Clone(s.Columns)
+		if mixed {
+			columns = append(columns, "run")
+		}
 		b.WriteString("|")
-		for _, c := range append(append([]string(nil), s.Columns...), "result", "reproduce") {
+		for _, c := range append(columns, "result", "reproduce") {
 			b.WriteString(" " + c + " |")
 		}
 		b.WriteString("\n|")
-		for range len(s.Columns) + 2 {
+		for range len(columns) + 2 {
 			b.WriteString("---|")
 		}
 		b.WriteString("\n")
 		var failures []Row
+		var runs []*Run
 		for _, row := range s.Rows {
 			b.WriteString("|")
 			for _, c := range row.Cells {
 				b.WriteString(" " + cell(c) + " |")
+			}
+			if mixed {
+				run := &Run{Date: r.Date, Commit: r.Commit}
+				if row.Run != nil {
+					run = row.Run
+					if !slices.ContainsFunc(runs, run.same) {
+						runs = append(runs, run)
+					}
+				}
+				fmt.Fprintf(&b, " %s %s |", run.Date.UTC().Format("2006-01-02 15:04"), run.Commit)
 			}
 			result := "ok"
 			if row.Failed {
@@ -132,6 +154,16 @@ func writeMarkdown(w io.Writer, r Report) error {
 				failures = append(failures, row)
 			}
 			fmt.Fprintf(&b, " %s | `%s` |\n", result, cell(row.Command))
+		}
+		if len(runs) > 0 {
+			b.WriteString("\nRows kept from earlier runs (-keep), by the run that made them:\n\n")
+			for _, k := range runs {
+				fmt.Fprintf(&b, "- %s, commit %s: `%s`", k.Date.UTC().Format("2006-01-02 15:04 MST"), k.Commit, k.Command)
+				if k.Machine != r.Machine {
+					fmt.Fprintf(&b, "; machine: %s", k.Machine)
+				}
+				b.WriteString("\n")
+			}
 		}
 		fmt.Fprintf(&b, "\n%d trial(s) in %s", len(s.Rows), s.Duration)
 		if len(failures) > 0 {
@@ -151,16 +183,25 @@ func (m Machine) String() string {
 	return fmt.Sprintf("%s, %d cores, %s of memory; Linux %s; %s", m.CPU, m.Cores, m.Memory, m.Kernel, m.Go)
 }
 
-// kept counts the sections kept from earlier runs.
-func (r Report) kept() int {
-	n := 0
+// kept counts the sections, and the rows of this run's sections, kept from
+// earlier runs.
+func (r Report) kept() (sections, rows int) {
 	for _, s := range r.Sections {
 		if s.Run != nil {
-			n++
+			sections++
+			continue
+		}
+		for _, row := range s.Rows {
+			if row.Run != nil {
+				rows++
+			}
 		}
 	}
-	return n
+	return sections, rows
 }
+
+// same says two runs are one: the same command at the same instant.
+func (r *Run) same(o *Run) bool { return r.Date.Equal(o.Date) && r.Command == o.Command }
 
 // cell keeps a value inside its table cell.
 func cell(s string) string {
