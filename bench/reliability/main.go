@@ -150,7 +150,7 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 
 // run runs the chosen parts and writes the report.
 func run(ctx context.Context, o options, args []string, log io.Writer) (Report, error) {
-	rep := Report{Date: time.Now().UTC(), Command: "go run ./bench/reliability", Machine: machine(ctx, o.Module), Commit: commit(ctx, o.Module)}
+	rep := Report{Date: time.Now().UTC(), Command: "go run ./bench/reliability", Machine: machine(ctx, o.Module), Commit: commit(ctx, o.Module, o.Report)}
 	if len(args) > 0 {
 		rep.Command += " " + shellJoin(args)
 	}
@@ -232,15 +232,22 @@ func modulePath(root string) string {
 	return modfile.ModulePath(b)
 }
 
-// commit names the tree: the commit, and "+ changes" when the work tree
-// differs from it.
-func commit(ctx context.Context, root string) string {
+// commit names the tree: the commit, and "(with uncommitted changes)" when
+// the work tree differs from it, the report's own files aside.
+func commit(ctx context.Context, root, report string) string {
 	out, err := command(ctx, root, "git", "rev-parse", "--short=12", "HEAD").Output()
 	if err != nil {
 		return "unknown"
 	}
 	c := strings.TrimSpace(string(out))
-	if st, err := command(ctx, root, "git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+	status := []string{"status", "--porcelain", "--untracked-files=no"}
+	if report != "" {
+		// The report itself, written by the slice before, is no change to
+		// what the run measures.
+		twin := strings.TrimSuffix(report, filepath.Ext(report)) + ".json"
+		status = append(status, "--", ".", ":!"+report, ":!"+twin)
+	}
+	if st, err := command(ctx, root, "git", status...).Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
 		c += " (with uncommitted changes)"
 	}
 	return c
