@@ -49,7 +49,7 @@ func fuzzPart(ctx context.Context, o options, log io.Writer) (Section, error) {
 		return s, err
 	}
 	for _, b := range broken {
-		s.Rows = append(s.Rows, Row{Cells: []string{b.Dir, "(build)", "", "", "", "", ""}, Command: b.Command, Failed: true, Detail: b.Detail})
+		s.Rows = append(s.Rows, Row{Cells: []string{b.Dir, buildRow, "", "", "", "", ""}, Command: b.Command, Failed: true, Detail: b.Detail})
 	}
 	fmt.Fprintf(log, "fuzz: %d targets, %d executions each\n", len(targets), o.FuzzExecs)
 	for i, t := range targets {
@@ -68,6 +68,9 @@ func fuzzPart(ctx context.Context, o options, log io.Writer) (Section, error) {
 	s.Duration = Seconds(time.Since(start).Seconds())
 	return s, nil
 }
+
+// buildRow is the target cell of a package whose tests did not build.
+const buildRow = "(build)"
 
 // broken is a package whose tests do not build: its targets could not be
 // listed.

@@ -91,6 +91,9 @@ func keep(old, cur Report) Report {
 // the rows of old, an earlier run's fuzz section, whose targets it lacks.
 func keepFuzz(sections []Section, old Section, run *Run) []Section {
 	i := slices.IndexFunc(sections, func(s Section) bool { return s.Part == "fuzz" })
+	// This run listed the packages again: what did not build then is
+	// this run's to say.
+	relisted := i >= 0
 	if i < 0 {
 		s := old
 		s.Rows, s.Duration, s.Run = nil, 0, nil
@@ -103,7 +106,7 @@ func keepFuzz(sections []Section, old Section, run *Run) []Section {
 	}
 	s.Rows = slices.Clone(s.Rows)
 	for _, row := range old.Rows {
-		if have[fuzzKey(row)] {
+		if have[fuzzKey(row)] || (relisted && len(row.Cells) > 1 && row.Cells[1] == buildRow) {
 			continue
 		}
 		if row.Run == nil {
