@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/twinroot/twinroot/internal/partition"
+	"github.com/twinroot/twinroot/internal/storeurl"
 )
 
 // FieldError is one problem with a device config.
@@ -354,9 +355,13 @@ func (d *decoder) checkReport(r Report) {
 		}
 		return
 	}
-	u, err := url.Parse(r.To)
-	s3 := err == nil && u.Scheme == "s3" && u.Host != ""
-	if !s3 && (err != nil || u.Scheme != "file" || !path.IsAbs(u.Path)) {
+	loc, err := storeurl.Parse(r.To)
+	if err != nil {
+		d.fail("report.to", "%v", err)
+		return
+	}
+	s3 := loc.Scheme == "s3"
+	if !s3 && loc.Scheme != "file" {
 		d.fail("report.to", "%q is not s3://bucket/prefix or file:///path", r.To)
 		return
 	}
@@ -378,42 +383,18 @@ func (d *decoder) checkReport(r Report) {
 }
 
 // checkSource reports whether source is a valid s3:// URL, and reports an
-// error when it is not valid at all. The rules match internal/source's.
+// error when it is not valid at all: the rules the stores open with.
 func (d *decoder) checkSource(source string) (s3 bool) {
-	const want = "want s3://bucket/prefix, https://host/prefix or file:///path"
 	if source == "" {
-		d.fail("source", "missing: %s", want)
+		d.fail("source", "missing: %s", storeurl.Want)
 		return false
 	}
-	u, err := url.Parse(source)
-	switch {
-	case err != nil || u.Opaque != "":
-		if strings.Contains(source, "@") {
-			source = "the URL" // may hold user:password@
-		}
-		d.fail("source", "%q is not a URL: %s", source, want)
-	case u.User != nil || u.RawQuery != "" || u.Fragment != "":
-		// Not echoed: user:password@ would be a secret.
-		d.fail("source", "credentials, query and fragment are not allowed in the URL (use credentials:)")
-	case strings.Contains("/"+u.Path+"/", "/../") || strings.Contains("/"+u.Path+"/", "/./"):
-		d.fail("source", "%q: . and .. are not allowed in the path", source)
-	case u.Scheme == "s3":
-		if u.Host == "" {
-			d.fail("source", "%q has no bucket: %s", source, want)
-		}
-		return true
-	case u.Scheme == "https" || u.Scheme == "http":
-		if u.Host == "" {
-			d.fail("source", "%q has no host: %s", source, want)
-		}
-	case u.Scheme == "file":
-		if (u.Host != "" && u.Host != "localhost") || !path.IsAbs(u.Path) {
-			d.fail("source", "%q does not name an absolute local path: %s", source, want)
-		}
-	default:
-		d.fail("source", "%q: unknown scheme, %s", source, want)
+	loc, err := storeurl.Parse(source)
+	if err != nil {
+		d.fail("source", "%v", err)
+		return false
 	}
-	return false
+	return loc.Scheme == "s3"
 }
 
 func checkEndpoint(endpoint string) error {

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/twinroot/twinroot/internal/s3test"
+	"github.com/twinroot/twinroot/internal/storeurl"
 )
 
 // TestServerHonoursConditions checks what doc.go claims: the servers
@@ -22,7 +23,7 @@ func TestServerHonoursConditions(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			srv := s3test.Start(t, kind)
 			ctx := t.Context()
-			st, err := openS3(ctx, location{raw: srv.URL(""), scheme: "s3", host: srv.Bucket}, Options{
+			st, err := openS3(ctx, storeurl.Location{Raw: srv.URL(""), Scheme: "s3", Host: srv.Bucket}, Options{
 				Endpoint: srv.Endpoint, Region: srv.Region, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
 			if err != nil {
 				t.Fatal(err)

@@ -14,7 +14,8 @@
 // so key "stable/1.2.0/chunks.idx" of s3://rel/fleet is the object
 // "fleet/stable/1.2.0/chunks.idx" in bucket "rel". Keys with empty, "." or
 // ".." segments, a leading slash, a backslash or NUL are refused, so a key
-// built from store data never leaves the prefix.
+// built from store data never leaves the prefix. Package storeurl holds
+// these rules, and device.yaml is checked by them too.
 //
 // # Reading (Source)
 //

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/twinroot/twinroot/internal/storeurl"
 )
 
 // tmpPrefix names files being written; List never shows them and a crash
@@ -26,25 +28,25 @@ const tmpPrefix = ".twinroot-tmp-"
 const hashETagLimit = 1 << 20
 
 type fileStore struct {
-	loc  location
+	loc  storeurl.Location
 	root string
 }
 
-func openFile(loc location) (*fileStore, error) {
-	fi, err := os.Stat(loc.prefix)
+func openFile(loc storeurl.Location) (*fileStore, error) {
+	fi, err := os.Stat(loc.Prefix)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", loc.raw, err)
+		return nil, fmt.Errorf("open %s: %w", loc.Raw, err)
 	}
 	if !fi.IsDir() {
-		return nil, fmt.Errorf("open %s: not a directory", loc.raw)
+		return nil, fmt.Errorf("open %s: not a directory", loc.Raw)
 	}
-	return &fileStore{loc: loc, root: loc.prefix}, nil
+	return &fileStore{loc: loc, root: loc.Prefix}, nil
 }
 
-func (f *fileStore) String() string { return f.loc.raw }
+func (f *fileStore) String() string { return f.loc.Raw }
 
 func (f *fileStore) path(key string) (string, error) {
-	if err := checkKey(key); err != nil {
+	if err := storeurl.CheckKey(key); err != nil {
 		return "", err
 	}
 	return filepath.Join(f.root, filepath.FromSlash(key)), nil
@@ -237,7 +239,7 @@ func (f *fileStore) List(_ context.Context, prefix string) ([]Object, error) {
 	// Walk only the deepest directory the prefix names.
 	dir := f.root
 	if i := strings.LastIndex(prefix, "/"); i >= 0 {
-		if err := checkKey(prefix[:i]); err != nil {
+		if err := storeurl.CheckKey(prefix[:i]); err != nil {
 			return nil, fmt.Errorf("list %q: %w", prefix, err)
 		}
 		dir = filepath.Join(f.root, filepath.FromSlash(prefix[:i]))

@@ -8,14 +8,16 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/twinroot/twinroot/internal/storeurl"
 )
 
 type httpSource struct {
-	loc    location
+	loc    storeurl.Location
 	client *http.Client
 }
 
-func openHTTP(loc location, opts Options) *httpSource {
+func openHTTP(loc storeurl.Location, opts Options) *httpSource {
 	c := opts.HTTPClient
 	if c == nil {
 		c = http.DefaultClient
@@ -23,19 +25,19 @@ func openHTTP(loc location, opts Options) *httpSource {
 	return &httpSource{loc: loc, client: c}
 }
 
-func (h *httpSource) String() string { return h.loc.raw }
+func (h *httpSource) String() string { return h.loc.Raw }
 
 func (h *httpSource) url(key string) string {
 	p := "/" + key
-	if h.loc.prefix != "" {
-		p = "/" + h.loc.prefix + "/" + key
+	if h.loc.Prefix != "" {
+		p = "/" + h.loc.Prefix + "/" + key
 	}
-	u := url.URL{Scheme: h.loc.scheme, Host: h.loc.host, Path: p}
+	u := url.URL{Scheme: h.loc.Scheme, Host: h.loc.Host, Path: p}
 	return u.String()
 }
 
 func (h *httpSource) do(ctx context.Context, method, key string, header http.Header) (*http.Response, error) {
-	if err := checkKey(key); err != nil {
+	if err := storeurl.CheckKey(key); err != nil {
 		return nil, err
 	}
 	req, err := http.NewRequestWithContext(ctx, method, h.url(key), nil)

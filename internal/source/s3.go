@@ -19,6 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/twinroot/twinroot/internal/storeurl"
 )
 
 // S3 limits on multipart uploads.
@@ -28,11 +30,11 @@ const (
 )
 
 type s3Store struct {
-	loc    location
+	loc    storeurl.Location
 	client *s3.Client
 }
 
-func openS3(ctx context.Context, loc location, opts Options) (*s3Store, error) {
+func openS3(ctx context.Context, loc storeurl.Location, opts Options) (*s3Store, error) {
 	var load []func(*config.LoadOptions) error
 	if opts.Region != "" {
 		load = append(load, config.WithRegion(opts.Region))
@@ -49,7 +51,7 @@ func openS3(ctx context.Context, loc location, opts Options) (*s3Store, error) {
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, load...)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: load AWS configuration: %w", loc.raw, err)
+		return nil, fmt.Errorf("open %s: load AWS configuration: %w", loc.Raw, err)
 	}
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1" // S3-compatible servers ignore it; SigV4 needs one
@@ -83,24 +85,24 @@ func openS3(ctx context.Context, loc location, opts Options) (*s3Store, error) {
 	return &s3Store{loc: loc, client: client}, nil
 }
 
-func (s *s3Store) String() string { return s.loc.raw }
+func (s *s3Store) String() string { return s.loc.Raw }
 
 func (s *s3Store) objectKey(key string) string {
-	if s.loc.prefix == "" {
+	if s.loc.Prefix == "" {
 		return key
 	}
-	return s.loc.prefix + "/" + key
+	return s.loc.Prefix + "/" + key
 }
 
 func (s *s3Store) url(key string) string {
-	return "s3://" + s.loc.host + "/" + s.objectKey(key)
+	return "s3://" + s.loc.Host + "/" + s.objectKey(key)
 }
 
 // s3Error turns the SDK's errors into this package's sentinels.
 func (s *s3Store) s3Error(op, key string, err error) error {
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) && apiErr.ErrorCode() == "NoSuchBucket" {
-		return fmt.Errorf("%s %s: bucket %q does not exist", op, s.url(key), s.loc.host)
+		return fmt.Errorf("%s %s: bucket %q does not exist", op, s.url(key), s.loc.Host)
 	}
 	if nerr := netError(err); nerr != err {
 		return fmt.Errorf("%s %s: %w", op, s.url(key), nerr)
@@ -150,10 +152,10 @@ func (e *answerError) Error() string   { return e.msg }
 func (e *answerError) Unwrap() []error { return e.errs }
 
 func (s *s3Store) Get(ctx context.Context, key, etag string) (io.ReadCloser, string, error) {
-	if err := checkKey(key); err != nil {
+	if err := storeurl.CheckKey(key); err != nil {
 		return nil, "", err
 	}
-	in := &s3.GetObjectInput{Bucket: aws.String(s.loc.host), Key: aws.String(s.objectKey(key))}
+	in := &s3.GetObjectInput{Bucket: aws.String(s.loc.Host), Key: aws.String(s.objectKey(key))}
 	if etag != "" {
 		in.IfNoneMatch = aws.String(etag)
 	}
@@ -165,14 +167,14 @@ func (s *s3Store) Get(ctx context.Context, key, etag string) (io.ReadCloser, str
 }
 
 func (s *s3Store) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	if err := checkKey(key); err != nil {
+	if err := storeurl.CheckKey(key); err != nil {
 		return nil, err
 	}
 	if err := checkRange(off, n); err != nil {
 		return nil, err
 	}
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{
-		Bucket: aws.String(s.loc.host),
+		Bucket: aws.String(s.loc.Host),
 		Key:    aws.String(s.objectKey(key)),
 		Range:  aws.String(fmt.Sprintf("bytes=%d-%d", off, off+n-1)),
 	})
@@ -194,10 +196,10 @@ func (s *s3Store) GetRange(ctx context.Context, key string, off, n int64) (io.Re
 }
 
 func (s *s3Store) Stat(ctx context.Context, key string) (int64, string, error) {
-	if err := checkKey(key); err != nil {
+	if err := storeurl.CheckKey(key); err != nil {
 		return 0, "", err
 	}
-	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.loc.host), Key: aws.String(s.objectKey(key))})
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.loc.Host), Key: aws.String(s.objectKey(key))})
 	if err != nil {
 		return 0, "", s.s3Error("stat", key, err)
 	}
@@ -220,14 +222,14 @@ func (s *s3Store) absent(ctx context.Context, op, key string) error {
 }
 
 func (s *s3Store) PutIfAbsent(ctx context.Context, key string, r io.Reader, size int64) error {
-	if err := checkKey(key); err != nil {
+	if err := storeurl.CheckKey(key); err != nil {
 		return err
 	}
 	if err := s.absent(ctx, "put", key); err != nil {
 		return err
 	}
 	in := &s3.PutObjectInput{
-		Bucket:        aws.String(s.loc.host),
+		Bucket:        aws.String(s.loc.Host),
 		Key:           aws.String(s.objectKey(key)),
 		Body:          r,
 		ContentLength: aws.Int64(size),
@@ -240,11 +242,11 @@ func (s *s3Store) PutIfAbsent(ctx context.Context, key string, r io.Reader, size
 }
 
 func (s *s3Store) Put(ctx context.Context, key string, r io.Reader, size int64) error {
-	if err := checkKey(key); err != nil {
+	if err := storeurl.CheckKey(key); err != nil {
 		return err
 	}
 	in := &s3.PutObjectInput{
-		Bucket:        aws.String(s.loc.host),
+		Bucket:        aws.String(s.loc.Host),
 		Key:           aws.String(s.objectKey(key)),
 		Body:          r,
 		ContentLength: aws.Int64(size),
@@ -259,7 +261,7 @@ func (s *s3Store) Replace(ctx context.Context, key string, r io.Reader, size int
 	if etag == "" {
 		return s.PutIfAbsent(ctx, key, r, size)
 	}
-	if err := checkKey(key); err != nil {
+	if err := storeurl.CheckKey(key); err != nil {
 		return err
 	}
 	// As in absent: the check refuses early, If-Match closes the race
@@ -272,7 +274,7 @@ func (s *s3Store) Replace(ctx context.Context, key string, r io.Reader, size int
 		return fmt.Errorf("replace: %w", err)
 	}
 	in := &s3.PutObjectInput{
-		Bucket:        aws.String(s.loc.host),
+		Bucket:        aws.String(s.loc.Host),
 		Key:           aws.String(s.objectKey(key)),
 		Body:          r,
 		ContentLength: aws.Int64(size),
@@ -300,7 +302,7 @@ func (s *s3Store) payloadOpts(r io.Reader) []func(*s3.Options) {
 }
 
 func (s *s3Store) Upload(ctx context.Context, key string, r io.ReaderAt, size, partSize int64, parallel int) (err error) {
-	if err := checkKey(key); err != nil {
+	if err := storeurl.CheckKey(key); err != nil {
 		return err
 	}
 	partSize = partPlan(size, partSize, s3MinPart, s3MaxParts)
@@ -313,7 +315,7 @@ func (s *s3Store) Upload(ctx context.Context, key string, r io.ReaderAt, size, p
 	if parallel < 1 {
 		parallel = 1
 	}
-	bucket, objKey := aws.String(s.loc.host), aws.String(s.objectKey(key))
+	bucket, objKey := aws.String(s.loc.Host), aws.String(s.objectKey(key))
 	created, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: bucket, Key: objKey})
 	if err != nil {
 		return s.s3Error("upload", key, err)
@@ -391,11 +393,11 @@ feed:
 
 func (s *s3Store) List(ctx context.Context, prefix string) ([]Object, error) {
 	full := s.objectKey(prefix)
-	if s.loc.prefix != "" && prefix == "" {
-		full = s.loc.prefix + "/"
+	if s.loc.Prefix != "" && prefix == "" {
+		full = s.loc.Prefix + "/"
 	}
 	var objs []Object
-	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: aws.String(s.loc.host), Prefix: aws.String(full)})
+	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: aws.String(s.loc.Host), Prefix: aws.String(full)})
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
 		if err != nil {
@@ -403,8 +405,8 @@ func (s *s3Store) List(ctx context.Context, prefix string) ([]Object, error) {
 		}
 		for _, o := range page.Contents {
 			k := aws.ToString(o.Key)
-			if s.loc.prefix != "" {
-				k = strings.TrimPrefix(k, s.loc.prefix+"/")
+			if s.loc.Prefix != "" {
+				k = strings.TrimPrefix(k, s.loc.Prefix+"/")
 			}
 			objs = append(objs, Object{Key: k, Size: aws.ToInt64(o.Size), ETag: aws.ToString(o.ETag)})
 		}

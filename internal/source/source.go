@@ -7,11 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
-	"path"
-	"strings"
 
 	"github.com/twinroot/twinroot/internal/refusal"
+	"github.com/twinroot/twinroot/internal/storeurl"
 )
 
 // Sentinel errors callers act on; check them with errors.Is.
@@ -116,11 +114,11 @@ type Options struct {
 // Open opens the release store named by rawURL for reading:
 // s3://bucket/prefix, https://host/prefix (or http://), file:///path.
 func Open(ctx context.Context, rawURL string, opts Options) (Source, error) {
-	u, err := parseURL(rawURL)
+	u, err := storeurl.Parse(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	switch u.scheme {
+	switch u.Scheme {
 	case "s3":
 		return openS3(ctx, u, opts)
 	case "https", "http":
@@ -133,11 +131,11 @@ func Open(ctx context.Context, rawURL string, opts Options) (Source, error) {
 // OpenStore opens the release store named by rawURL for publishing: s3:// or
 // file:// (air-gapped media). https is read-only and gives ErrReadOnly.
 func OpenStore(ctx context.Context, rawURL string, opts Options) (Store, error) {
-	u, err := parseURL(rawURL)
+	u, err := storeurl.Parse(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	switch u.scheme {
+	switch u.Scheme {
 	case "s3":
 		return openS3(ctx, u, opts)
 	case "file":
@@ -145,74 +143,6 @@ func OpenStore(ctx context.Context, rawURL string, opts Options) (Store, error) 
 	default:
 		return nil, fmt.Errorf("open %s for publishing: %w (publish to s3:// or file://)", rawURL, ErrReadOnly)
 	}
-}
-
-// location is a parsed store URL.
-type location struct {
-	raw    string
-	scheme string // s3, https, http, file
-	host   string // bucket for s3, host[:port] for http(s)
-	prefix string // without leading or trailing slash; the directory for file
-}
-
-func parseURL(raw string) (location, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return location{}, fmt.Errorf("store URL %q: %w", raw, err)
-	}
-	loc := location{raw: raw, scheme: strings.ToLower(u.Scheme), host: u.Host}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return location{}, fmt.Errorf("store URL %q: credentials, query and fragment are not allowed (put credentials in the config)", raw)
-	}
-	switch loc.scheme {
-	case "s3":
-		if u.Host == "" {
-			return location{}, fmt.Errorf("store URL %q: no bucket (want s3://bucket/prefix)", raw)
-		}
-		loc.prefix = strings.Trim(u.Path, "/")
-	case "https", "http":
-		if u.Host == "" {
-			return location{}, fmt.Errorf("store URL %q: no host (want %s://host/prefix)", raw, loc.scheme)
-		}
-		loc.prefix = strings.Trim(u.Path, "/")
-	case "file":
-		if u.Host != "" && u.Host != "localhost" {
-			return location{}, fmt.Errorf("store URL %q: file URLs name a local path (want file:///path)", raw)
-		}
-		if !strings.HasPrefix(u.Path, "/") {
-			return location{}, fmt.Errorf("store URL %q: want an absolute path (file:///path)", raw)
-		}
-		loc.prefix = path.Clean(u.Path)
-	default:
-		return location{}, fmt.Errorf("store URL %q: unknown scheme (want s3://, https://, http:// or file://)", raw)
-	}
-	if loc.scheme != "file" {
-		for _, seg := range strings.Split(loc.prefix, "/") {
-			if seg == "." || seg == ".." {
-				return location{}, fmt.Errorf("store URL %q: . and .. are not allowed in the prefix", raw)
-			}
-		}
-	}
-	return loc, nil
-}
-
-// checkKey refuses keys that could leave the store's prefix.
-func checkKey(key string) error {
-	if key == "" {
-		return errors.New("empty key")
-	}
-	if strings.HasPrefix(key, "/") || strings.HasSuffix(key, "/") || strings.Contains(key, "//") {
-		return fmt.Errorf("key %q: no leading, trailing or double slash allowed", key)
-	}
-	if strings.ContainsAny(key, "\\\x00") {
-		return fmt.Errorf("key %q: backslash and NUL are not allowed", key)
-	}
-	for _, seg := range strings.Split(key, "/") {
-		if seg == "." || seg == ".." {
-			return fmt.Errorf("key %q: . and .. are not allowed", key)
-		}
-	}
-	return nil
 }
 
 // netError names a host name that does not resolve with ErrNoHost, and
