@@ -161,6 +161,7 @@ func TestBadFields(t *testing.T) {
 		{"report credentials on file", "source: s3://b\nreport: {to: file:///r, credentials: {access_key_id: a, secret_access_key: b}}\n", "report.to: endpoint, region and credentials are only used with s3://"},
 		{"unknown field", "source: s3://b\ncheck_intervall: 1h\n", "device.yaml: check_intervall: unknown field (line 2)"},
 		{"unknown nested", "source: s3://b\nhealth: {unit: [a]}\n", "health.unit: unknown field"},
+		{"unknown field with a line break", "source: s3://b\n? \"a\\nb: c\"\n: 1\n", `device.yaml: "a\nb: c": unknown field (line 2)`},
 		{"twice", "source: s3://b\nchannel: a\nchannel: b\n", "channel: given twice (first on line 2) (line 3)"},
 		{"list for string", "source: [s3://b]\n", "source: want a single value, not a list or mapping (line 1)"},
 		{"section not a mapping", "source: s3://b\nreboot: now\n", "reboot: want a mapping of fields (name: value) (line 2)"},

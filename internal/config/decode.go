@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 
@@ -173,6 +174,21 @@ func join(prefix, name string) string {
 	return prefix + "." + name
 }
 
+// shownName is a field name from the file as an error shows it: quoted
+// unless it is letters, digits, _ and -, so that a name holding a line break
+// or a colon cannot make one error look like two.
+func shownName(name string) string {
+	for _, r := range name {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '_' && r != '-' {
+			return strconv.Quote(name)
+		}
+	}
+	if name == "" {
+		return `""`
+	}
+	return name
+}
+
 func (d *decoder) mapping(name string, n *yaml.Node, fields map[string]field) {
 	if n.Kind != yaml.MappingNode {
 		d.errorf(name, n.Line, "want a mapping of fields (name: value)")
@@ -188,7 +204,7 @@ func (d *decoder) mapping(name string, n *yaml.Node, fields map[string]field) {
 		f, ok := fields[k.Value]
 		if !ok {
 			// The value is not echoed: a misspelt secret_access_key holds a secret.
-			d.errorf(key, k.Line, "unknown field")
+			d.errorf(join(name, shownName(k.Value)), k.Line, "unknown field")
 			continue
 		}
 		if first, dup := d.lines[key]; dup {
