@@ -7,9 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
-	"syscall"
-	"time"
 )
 
 // MinIOOptions are the options of LaunchMinIO.
@@ -59,30 +56,9 @@ func LaunchMinIO(dir string, o MinIOOptions) (s *Server, endpoints []string, sto
 			drives = append(drives, fmt.Sprintf("http://127.0.0.1:%d%s", p, d))
 		}
 	}
-	log, err := os.OpenFile(s.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	g, err := newGroup(s.LogFile, nodes)
 	if err != nil {
 		return nil, nil, nil, err
-	}
-	var (
-		cmds   []*exec.Cmd
-		wg     sync.WaitGroup
-		exited = make(chan error, nodes)
-	)
-	stop = func() {
-		for _, c := range cmds {
-			c.Process.Signal(syscall.SIGTERM)
-		}
-		done := make(chan struct{})
-		go func() { wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			for _, c := range cmds {
-				c.Process.Kill()
-			}
-			<-done
-		}
-		log.Close()
 	}
 	for i := range nodes {
 		args := append([]string{"server", "--quiet", "--address", fmt.Sprintf("127.0.0.1:%d", ports[i]),
@@ -92,23 +68,18 @@ func LaunchMinIO(dir string, o MinIOOptions) (s *Server, endpoints []string, sto
 		// root disk, as they do on one test host. In a container MinIO
 		// takes no endpoint on 127.0.0.1 for its own unless told which.
 		cmd.Env = append(append(s.minioEnv(), "MINIO_CI_CD=1", fmt.Sprintf("_MINIO_SERVER_LOCAL=127.0.0.1:%d", ports[i])), o.Env...)
-		cmd.Stdout, cmd.Stderr = log, log
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			stop()
+		if err := g.start(cmd); err != nil {
+			g.stop()
 			return nil, nil, nil, fmt.Errorf("start minio node %d: %w", i+1, err)
 		}
-		cmds = append(cmds, cmd)
-		wg.Add(1)
-		go func() { defer wg.Done(); exited <- cmd.Wait() }()
 		endpoints = append(endpoints, fmt.Sprintf("http://127.0.0.1:%d", ports[i]))
 	}
 	s.Endpoint = endpoints[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 2*startTimeout)
 	defer cancel()
-	if err := s.createBucket(ctx, exited); err != nil {
-		stop()
+	if err := s.createBucket(ctx, g.exited); err != nil {
+		g.stop()
 		return nil, nil, nil, errors.Join(err, errors.New(tail(s.LogFile)))
 	}
-	return s, endpoints, stop, nil
+	return s, endpoints, g.stop, nil
 }

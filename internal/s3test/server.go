@@ -114,39 +114,74 @@ func (s *Server) launch(bin string, port int) (stop func(), err error) {
 	default:
 		return nil, fmt.Errorf("unknown S3 server kind %q (want minio or versitygw)", s.Kind)
 	}
-	log, err := os.OpenFile(s.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	g, err := newGroup(s.LogFile, 1)
 	if err != nil {
 		return nil, err
 	}
-	cmd.Stdout, cmd.Stderr = log, log
-	// Its own process group, so a kill reaches nothing but the server.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		log.Close()
+	if err := g.start(cmd); err != nil {
+		g.stop()
 		return nil, fmt.Errorf("start %s: %w", s.Kind, err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait(); log.Close() }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(10 * time.Second):
-				cmd.Process.Kill()
-				<-exited
-			}
-		})
-	}
-
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	if err := s.createBucket(ctx, exited); err != nil {
-		stop()
+	if err := s.createBucket(ctx, g.exited); err != nil {
+		g.stop()
 		return nil, err
 	}
-	return stop, nil
+	return g.stop, nil
+}
+
+// group is the processes of one server, logging to one file, stopped
+// together: SIGTERM, and SIGKILL for those still running 10 s later.
+type group struct {
+	log    *os.File
+	cmds   []*exec.Cmd
+	wg     sync.WaitGroup
+	exited chan error // each process's exit, as it exits
+	once   sync.Once
+}
+
+// newGroup opens the log of a group of at most n processes.
+func newGroup(logFile string, n int) (*group, error) {
+	log, err := os.OpenFile(logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &group{log: log, exited: make(chan error, n)}, nil
+}
+
+// start starts cmd in a process group of its own, so that a kill reaches
+// nothing but the server.
+func (g *group) start(cmd *exec.Cmd) error {
+	cmd.Stdout, cmd.Stderr = g.log, g.log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	g.cmds = append(g.cmds, cmd)
+	g.wg.Add(1)
+	go func() { defer g.wg.Done(); g.exited <- cmd.Wait() }()
+	return nil
+}
+
+// stop ends every process of the group and waits for them.
+func (g *group) stop() {
+	g.once.Do(func() {
+		for _, c := range g.cmds {
+			c.Process.Signal(syscall.SIGTERM)
+		}
+		done := make(chan struct{})
+		go func() { g.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			for _, c := range g.cmds {
+				c.Process.Kill()
+			}
+			<-done
+		}
+		g.log.Close()
+	})
 }
 
 // minioEnv is the environment of a MinIO process of s.
