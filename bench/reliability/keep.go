@@ -112,9 +112,6 @@ func keepFuzz(sections []Section, old Section, run *Run) []Section {
 		if row.Run == nil {
 			row.Run = run
 		}
-		if row.Duration == 0 && len(old.Rows) == 1 {
-			row.Duration = old.Duration // a slice of one target: its time is the section's
-		}
 		s.Rows = append(s.Rows, row)
 		s.Duration += row.Duration
 	}

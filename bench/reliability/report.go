@@ -100,7 +100,7 @@ func writeMarkdown(w io.Writer, r Report) error {
 	if r.Short {
 		fmt.Fprintf(&b, "> **Short run** (%s): not the campaign's figures. `make reliability` makes those.\n\n", r.Why)
 	}
-	fmt.Fprintf(&b, "Made by `%s` on %s, commit %s, in %s.\n\n", r.Command, r.Date.UTC().Format("2006-01-02 15:04 MST"), r.Commit, r.Duration)
+	fmt.Fprintf(&b, "Made by `%s` on %s, commit %s, in %s.\n\n", r.Command, r.Date.UTC().Format(dateLayout+" MST"), r.Commit, r.Duration)
 	fmt.Fprintf(&b, "Machine: %s.\n", r.Machine)
 	if sections, rows := r.kept(); sections+rows > 0 {
 		fmt.Fprintf(&b, "\n%d section(s) and %d row(s) were kept from earlier runs (-keep); each names the run that made it.\n", sections, rows)
@@ -114,7 +114,7 @@ func writeMarkdown(w io.Writer, r Report) error {
 	for _, s := range r.Sections {
 		fmt.Fprintf(&b, "\n## %s\n\n", s.Title)
 		if k := s.Run; k != nil {
-			fmt.Fprintf(&b, "Kept from the run of `%s` on %s, commit %s; machine: %s.\n\n", k.Command, k.Date.UTC().Format("2006-01-02 15:04 MST"), k.Commit, k.Machine)
+			fmt.Fprintf(&b, "Kept from the run of `%s` on %s, commit %s; machine: %s.\n\n", k.Command, k.Date.UTC().Format(dateLayout+" MST"), k.Commit, k.Machine)
 		}
 		fmt.Fprintf(&b, "%s\n\n", s.About)
 		mixed := slices.ContainsFunc(s.Rows, func(row Row) bool { return row.Run != nil })
@@ -146,7 +146,7 @@ func writeMarkdown(w io.Writer, r Report) error {
 						runs = append(runs, run)
 					}
 				}
-				fmt.Fprintf(&b, " %s %s |", run.Date.UTC().Format("2006-01-02 15:04"), run.Commit)
+				fmt.Fprintf(&b, " %s %s |", run.Date.UTC().Format(dateLayout), run.Commit)
 			}
 			result := "ok"
 			if row.Failed {
@@ -158,7 +158,7 @@ func writeMarkdown(w io.Writer, r Report) error {
 		if len(runs) > 0 {
 			b.WriteString("\nRows kept from earlier runs (-keep), by the run that made them:\n\n")
 			for _, k := range runs {
-				fmt.Fprintf(&b, "- %s, commit %s: `%s`", k.Date.UTC().Format("2006-01-02 15:04 MST"), k.Commit, k.Command)
+				fmt.Fprintf(&b, "- %s, commit %s: `%s`", k.Date.UTC().Format(dateLayout+" MST"), k.Commit, k.Command)
 				if k.Machine != r.Machine {
 					fmt.Fprintf(&b, "; machine: %s", k.Machine)
 				}
@@ -202,6 +202,9 @@ func (r Report) kept() (sections, rows int) {
 
 // same says two runs are one: the same command at the same instant.
 func (r *Run) same(o *Run) bool { return r.Date.Equal(o.Date) && r.Command == o.Command }
+
+// dateLayout is how the report writes a run's date (UTC).
+const dateLayout = "2006-01-02 15:04"
 
 // cell keeps a value inside its table cell.
 func cell(s string) string {
