@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -1010,3 +1011,12 @@ func (f *frameRing) give(used int64) {
 }
 
 func (f *frameRing) close() { unix.Munmap(f.mem) }
+
+// bare drops what an *os.PathError repeats, its operation and path: the
+// message names the device itself.
+func bare(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}

@@ -2,7 +2,6 @@ package fetch
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,7 +9,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/twinroot/twinroot/internal/atomicfile"
 )
 
 // ErrBadJournal: a journal file that does not parse. Apply starts over.
@@ -65,56 +65,17 @@ func (j FileJournal) Load() (State, error) {
 	return s, nil
 }
 
-// Save replaces the journal with s: temporary file, fsync, rename, fsync of
-// the directory.
+// Save replaces the journal with s atomically: a power cut leaves the old
+// record or the new one (atomicfile).
 func (j FileJournal) Save(s State) error {
 	b, err := marshalState(s)
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(j.Path)
-	tmp := filepath.Join(dir, "."+filepath.Base(j.Path)+".tmp-"+rand.Text())
-	if err := writeSynced(tmp, b); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("save fetch journal %s: %w", j.Path, bare(err))
-	}
-	if err := os.Rename(tmp, j.Path); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(j.Path, b, 0o600); err != nil {
 		return fmt.Errorf("save fetch journal: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("save fetch journal: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("save fetch journal: sync %s: %w", dir, err)
 	}
 	return nil
-}
-
-// bare drops what an *os.PathError repeats, its operation and path (a
-// temporary file's): the message names the file or device itself.
-func bare(err error) error {
-	if pe, ok := err.(*os.PathError); ok {
-		return pe.Err
-	}
-	return err
-}
-
-func writeSynced(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 func marshalState(s State) ([]byte, error) {
