@@ -43,34 +43,37 @@ func Parse(raw string) (Location, error) {
 	switch loc.Scheme {
 	case "s3":
 		if u.Host == "" {
-			return Location{}, fmt.Errorf("store URL %q has no bucket: want s3://bucket/prefix", raw)
+			return Location{}, fmt.Errorf("store URL %s has no bucket: want s3://bucket/prefix", shown(raw))
 		}
 		loc.Prefix = strings.Trim(u.Path, "/")
 	case "https", "http":
 		if u.Host == "" {
-			return Location{}, fmt.Errorf("store URL %q has no host: want %s://host/prefix", raw, loc.Scheme)
+			return Location{}, fmt.Errorf("store URL %s has no host: want %s://host/prefix", shown(raw), loc.Scheme)
 		}
 		loc.Prefix = strings.Trim(u.Path, "/")
 	case "file":
 		if (u.Host != "" && u.Host != "localhost") || !strings.HasPrefix(u.Path, "/") {
-			return Location{}, fmt.Errorf("store URL %q does not name an absolute local path: want file:///path", raw)
+			return Location{}, fmt.Errorf("store URL %s does not name an absolute local path: want file:///path", shown(raw))
 		}
 		loc.Prefix = path.Clean(u.Path)
 	default:
-		return Location{}, fmt.Errorf("store URL %q: unknown scheme, %s", raw, Want)
+		return Location{}, fmt.Errorf("store URL %s: unknown scheme, %s", shown(raw), Want)
 	}
 	for _, seg := range strings.Split(u.Path, "/") {
 		if seg == "." || seg == ".." {
-			return Location{}, fmt.Errorf("store URL %q: . and .. are not allowed in the path", raw)
+			return Location{}, fmt.Errorf("store URL %s: . and .. are not allowed in the path", shown(raw))
 		}
 	}
 	return loc, nil
 }
 
+// notShown stands in a message for a URL that may hold user:password@.
+const notShown = "(not shown: it holds an @)"
+
 // shown is raw for a message, unless it may hold user:password@.
 func shown(raw string) string {
 	if strings.Contains(raw, "@") {
-		return "(not shown: it holds an @)"
+		return notShown
 	}
 	return fmt.Sprintf("%q", raw)
 }

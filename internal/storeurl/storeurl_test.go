@@ -36,6 +36,8 @@ func TestParse(t *testing.T) {
 		{"s3://b/x?versionId=1", "credentials, query and fragment are not allowed"},
 		{"https://u:hunter2@h/p", "store URL: credentials, query and fragment are not allowed"},
 		{"https://u:hunter2@h/%zz", "store URL (not shown: it holds an @) is not a URL"},
+		{"u:hunter2@h/p", "store URL (not shown: it holds an @) is not a URL"},
+		{"hunter2@h/p", "store URL (not shown: it holds an @): unknown scheme"},
 	} {
 		_, err := Parse(c.raw)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -66,7 +68,7 @@ func FuzzParseURL(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string) {
 		loc, err := Parse(raw)
 		if err != nil {
-			if strings.Contains(raw, "@") && strings.Contains(err.Error(), raw) {
+			if strings.Contains(raw, "@") && strings.Contains(strings.ReplaceAll(err.Error(), notShown, ""), raw) {
 				t.Fatalf("Parse(%q) = %v: it repeats a URL that may hold a password", raw, err)
 			}
 			return
