@@ -145,6 +145,9 @@ func Load(ctx context.Context, dir string) (*Bundle, error) {
 	if _, err := os.Stat(file); err != nil {
 		return nil, fmt.Errorf("%w: %s: no %s in the bundle directory", ErrRefused, dir, ComposeFile)
 	}
+	if err := checkAnchors(file); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrRefused, ComposeFile, err)
+	}
 	var unsupported []loader.UnsupportedAttribute
 	p, err := loader.LoadWithContext(ctx,
 		types.ConfigDetails{WorkingDir: dir, ConfigFiles: []types.ConfigFile{{Filename: file}}},

@@ -73,6 +73,11 @@ func TestRefused(t *testing.T) {
 	}{
 		{"syntax", "services:\n  web:\n    image: [unclosed\n", nil, "compose.yaml:"},
 		{"no services", "volumes:\n  v: {}\n", nil, "no services"},
+		// compose-go took 25 s of CPU to refuse the merge: found by FuzzLoad.
+		{"anchor merged into itself", "x-base: &base\n  image: a\n  <<: *base\nservices:\n  web: *base\n", nil,
+			"compose.yaml: line 3: alias *base is inside the node its anchor names"},
+		{"anchor inside itself", "services: &s\n  web:\n    image: a\n    labels: {x: *s}\n", nil,
+			"compose.yaml: line 4: alias *s is inside the node its anchor names"},
 		{"unsupported key", "services:\n  web:\n    image: a\n    deploy: {replicas: 2}\n", nil, "service web: key deploy is not supported"},
 		{"unsupported nested key", "services:\n  web:\n    image: a\n    healthcheck: {test: [CMD, x], start_interval: 1s}\n", nil,
 			"service web: key healthcheck.start_interval is not supported"},

@@ -35,6 +35,7 @@ func FuzzLoad(f *testing.F) {
 	for name, compose := range map[string]string{
 		"one-service":        "services:\n  web:\n    image: a\n",
 		"anchors":            "x-base: &base\n  image: a\n  restart: \"no\"\nservices:\n  a: *base\n  b:\n    <<: *base\n    depends_on: [a]\n",
+		"anchor-in-itself":   "x-base: &base\n  image: a\n  <<: *base\nservices:\n  a: *base\n",
 		"cycle":              "services:\n  a:\n    image: a\n    depends_on: [b]\n  b:\n    image: b\n    depends_on: [a]\n",
 		"unsupported-key":    "services:\n  web:\n    image: a\n    deploy: {replicas: 2}\n",
 		"user-line-break":    "services:\n  web:\n    image: a\n    user: \"1000\\nExecStartPre=/bin/false\"\n",
