@@ -4,13 +4,15 @@ import (
 	"fmt"
 	"os"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v4"
 )
 
 // checkAnchors refuses a YAML alias inside the node its anchor names, as
 // in `x: &a {<<: *a}`. Such a cycle is no compose file, and compose-go
-// takes tens of seconds of CPU to give up on one through a merge key. A
-// file that does not parse is left for compose-go to report.
+// takes tens of seconds of CPU to give up on one through a merge key. The
+// file is read with compose-go's own YAML parser, which takes what
+// yaml.v3 refuses (a DEL in a key); a file that does not parse is left
+// for compose-go to report.
 func checkAnchors(file string) error {
 	b, err := os.ReadFile(file)
 	if err != nil {

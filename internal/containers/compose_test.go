@@ -78,6 +78,8 @@ func TestRefused(t *testing.T) {
 			"compose.yaml: line 3: alias *base is inside the node its anchor names"},
 		{"anchor inside itself", "services: &s\n  web:\n    image: a\n    labels: {x: *s}\n", nil,
 			"compose.yaml: line 4: alias *s is inside the node its anchor names"},
+		{"anchor inside itself, DEL in the key", "0: &base\n 1\x7f<<: *base\n", nil,
+			"compose.yaml: line 2: alias *base is inside the node its anchor names"},
 		{"unsupported key", "services:\n  web:\n    image: a\n    deploy: {replicas: 2}\n", nil, "service web: key deploy is not supported"},
 		{"unsupported nested key", "services:\n  web:\n    image: a\n    healthcheck: {test: [CMD, x], start_interval: 1s}\n", nil,
 			"service web: key healthcheck.start_interval is not supported"},
